@@ -30,6 +30,9 @@ class GenerateRequest:
     top_k: int = 40
     top_p: float = 0.95
     seed: int = 0  # sample i uses derive_seed(seed, i)
+    # Parse control tokens such as <|im_start|> in the prompt. Only prompts rendered by a
+    # chat template need it; for plain text it stays off, so a question cannot forge them.
+    special: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,11 +68,12 @@ class Backend(Protocol):
         ...
 
     def score_labels(
-        self, prompts: Sequence[str], labels: Sequence[str], deadline: Deadline
+        self, prompts: Sequence[str], labels: Sequence[str], deadline: Deadline, *, special: bool = False
     ) -> list[dict[str, float]]:
         """For each prompt, the log-probability of each label as the next text.
 
         A label is scored by its first token, so labels must start with different tokens.
+        A prompt left unscored because the deadline passed gets an empty dict.
         """
         ...
 

@@ -101,7 +101,7 @@ class ScriptedBackend:
         return results
 
     def score_labels(
-        self, prompts: Sequence[str], labels: Sequence[str], deadline: Deadline
+        self, prompts: Sequence[str], labels: Sequence[str], deadline: Deadline, *, special: bool = False
     ) -> list[dict[str, float]]:
         if deadline.remaining() < self.seconds_per_score:
             return [{} for _ in prompts]
