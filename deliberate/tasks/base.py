@@ -1,0 +1,97 @@
+"""The task protocol: what a state is, how to prompt for steps, how to read them back.
+
+A task is the "world model" of the search: it turns the question into a root state,
+says how a step changes the state, when a state is final and what its answer is. It
+also writes the prompts. It never calls the model itself; the search does that.
+
+States are JSON-ready dicts, so the trace can hold them. Every state has ``steps``,
+the thoughts that led to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+State = dict[str, Any]
+ChatFormatter = Callable[[Sequence[dict[str, str]]], str]
+
+# The default value labels: a state is judged "sure", "likely" or "impossible", and the
+# expected value under the model's label probabilities becomes the state's value.
+VALUE_LABELS: dict[str, float] = {" sure": 1.0, " likely": 0.5, " impossible": 0.0}
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A prompt before it is rendered for a base model (few-shot text) or a chat model."""
+
+    instruction: str
+    examples: str  # few-shot exemplars, in the same format as ``query``
+    query: str  # the part about this question and state
+    prefix: str = ""  # where the model's reply begins
+
+    def render(self, chat: ChatFormatter | None = None) -> str:
+        if chat is None:
+            return f"{self.instruction}\n\n{self.examples}{self.query}{self.prefix}"
+        user = f"{self.instruction}\n\n{self.examples}{self.query}".rstrip()
+        return chat([{"role": "user", "content": user}]) + self.prefix
+
+
+@dataclass(frozen=True)
+class Step:
+    thought: str  # the step as the trace shows it
+    state: State  # the state it leads to
+
+
+class Task(Protocol):
+    name: str
+    mode: Literal["propose", "sample"]  # how this task likes its thoughts generated
+    labels: dict[str, float]  # value labels and the value each stands for
+    step_stop: tuple[str, ...]  # where a single sampled step ends
+    step_tokens: int  # max tokens for one sampled step
+    propose_tokens: int  # max tokens for a list of proposals
+    max_depth: int  # a state this deep is treated as final
+
+    def root(self, question: str) -> State:
+        """The initial state; raises QuestionError if the question cannot be read."""
+        ...
+
+    def key(self, state: State) -> str:
+        """A normalized form of the state: equal keys are merged into one node."""
+        ...
+
+    def propose_prompt(self, question: str, state: State) -> Prompt | None:
+        """A prompt whose completion lists several next steps, or None to sample instead."""
+        ...
+
+    def parse_proposals(self, question: str, state: State, text: str, *, verify: bool) -> list[Step]: ...
+
+    def step_prompt(self, question: str, state: State) -> Prompt: ...
+
+    def openings(self, state: State) -> list[str]:
+        """Ways to begin a sampled step; samples are spread over them for variety."""
+        ...
+
+    def parse_step(self, question: str, state: State, text: str, *, verify: bool) -> Step | None: ...
+
+    def value_prompt(self, question: str, state: State) -> Prompt:
+        """A prompt that ends where one of ``labels`` should follow."""
+        ...
+
+    def vote_prompt(self, question: str, state: State, candidates: Sequence[str]) -> Prompt:
+        """A prompt that ends where the number of the best candidate should follow."""
+        ...
+
+    def is_terminal(self, state: State) -> bool: ...
+
+    def answer(self, question: str, state: State) -> str | None: ...
+
+    def verify(self, question: str, state: State) -> bool | None:
+        """True or False when the task can check the state exactly, else None."""
+        ...
+
+
+def vote_labels(count: int) -> list[str]:
+    """Labels for choosing among ``count`` candidates: " A", " B", ..."""
+    return [f" {chr(ord('A') + i)}" for i in range(count)]

@@ -1,0 +1,36 @@
+"""Self-consistency: keep sampling whole chains; the most common answer wins."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deliberate.graph import ROOT
+from deliberate.search import Search, SearchConfig
+
+
+@dataclass
+class Options:
+    width: int = 8  # chains sampled together in one batch
+    temperature: float = 0.8
+    max_chains: int = 0  # 0: until the budget ends
+
+
+class SelfConsistency:
+    name = "self-consistency"
+    Options = Options
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+
+    def configure(self, config: SearchConfig) -> None:
+        config.temperature = self.options.temperature
+        config.answer_by = "vote"
+
+    def run(self, search: Search) -> None:
+        sampled = 0
+        while not self.options.max_chains or sampled < self.options.max_chains:
+            width = self.options.width
+            if self.options.max_chains:
+                width = min(width, self.options.max_chains - sampled)
+            search.rollout([ROOT] * width, temperature=self.options.temperature)
+            sampled += width
