@@ -8,6 +8,7 @@ GGUF magic bytes here, so llama.cpp never sees a file that is not a GGUF.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -82,10 +83,35 @@ def resolve_model(spec: str | os.PathLike[str] | None = None) -> Path:
     return check_gguf(Path(spec).expanduser())
 
 
-def sha256_prefix(path: Path, length: int = 12) -> str:
-    """A short content hash for the trace; cached beside the embedded model's marker."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:length]
+def model_hash(path: Path) -> str:
+    """The file's sha256, remembered in the cache directory by path, size and mtime.
+
+    Hashing a 250 MB model takes a moment; a benchmark run loads it many times.
+    """
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    marker = path.with_suffix(".sha256")
+    store = cache_dir() / "hashes.json"
+    try:
+        known = json.loads(store.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        return known[key]
+    if marker.is_file() and path.parent == cache_dir() / "models":
+        digest = marker.read_text().strip()  # written when the embedded model was assembled
+    else:
+        hasher = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                hasher.update(block)
+        digest = hasher.hexdigest()
+    known[key] = digest
+    try:
+        store.parent.mkdir(parents=True, exist_ok=True)
+        temp = store.with_name(f".hashes.{os.getpid()}.json")
+        temp.write_text(json.dumps(known))
+        os.replace(temp, store)
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+    return digest

@@ -1,0 +1,220 @@
+"""The ``deliberate`` command line.
+
+stdout carries the answer alone (or one JSON object with ``--json``), so it pipes
+cleanly; everything else goes to stderr. Exit codes: 0 answer, 3 no answer within the
+budget, 2 usage error, 1 any other error, 130 interrupted before thinking began.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from deliberate.errors import DeliberateError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Give a local language model time to think: tree-of-thoughts search under a time budget.",
+)
+trace_app = typer.Typer(no_args_is_help=True, help="Inspect saved search traces.")
+app.add_typer(trace_app, name="trace")
+
+NO_ANSWER = 3
+
+
+def _err(message: str) -> None:
+    typer.echo(f"deliberate: {message}", err=True)
+
+
+@app.command()
+def solve(
+    question: Optional[str] = typer.Argument(None, help="The question; omit it with --resume."),
+    think: str = typer.Option("30s", "--think", "-t", help="Thinking time: 500ms, 8s, 2m, 1h or seconds."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="cot, best-of-n, self-consistency, bfs, dfs, beam or mcts [default: bfs]."),
+    task: Optional[str] = typer.Option(None, "--task", help="auto, generic, game24 or math [default: auto]."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path or http(s)://host:port/v1 [default: $DELIBERATE_MODEL, else the embedded model]."),
+    trace: Optional[Path] = typer.Option(None, "--trace", help="Write the full search trace (JSON) here."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for sampling; the same seed and --max-nodes give the same tree."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of the bare answer."),
+    opt: list[str] = typer.Option([], "--opt", "-o", help="Strategy option key=value (repeatable)."),
+    max_nodes: Optional[int] = typer.Option(None, "--max-nodes", help="Stop after this many graph nodes (deterministic budget)."),
+    no_verifier: bool = typer.Option(False, "--no-verifier", help="Judge states by the model alone; no calculator checks."),
+    evaluator: str = typer.Option("value", "--evaluator", help="value (label log-probabilities) or vote."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="propose or sample [default: the task's choice]."),
+    chat: bool = typer.Option(False, "--chat", help="Render prompts with the model's chat template."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a saved trace with more thinking time."),
+    gpu_layers: Optional[int] = typer.Option(None, "--gpu-layers", help="Layers to offload to Metal/CUDA (needs a GPU build)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads [default: physical cores]."),
+    ctx: Optional[int] = typer.Option(None, "--ctx", help="KV cache size in tokens, shared by all branches [default: 8192]."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display and no summary on stderr."),
+) -> None:
+    """Think about QUESTION for --think and print the answer."""
+    from deliberate.api import think as run_think
+    from deliberate.clock import Deadline
+    from deliberate.duration import parse_duration
+    from deliberate.errors import UsageError
+
+    budget = parse_duration(think)
+    if question is None and resume is None:
+        raise UsageError("give a QUESTION (or --resume TRACE)")
+    backend_options: dict[str, Any] = {
+        key: value
+        for key, value in (("n_gpu_layers", gpu_layers), ("n_threads", threads), ("n_ctx", ctx))
+        if value is not None
+    }
+    target = trace if trace is not None else resume
+    deadline = Deadline.after(None)
+    progress = None if quiet or not sys.stderr.isatty() else _Progress(budget)
+    with _interrupts(deadline):
+        result = run_think(
+            question,
+            task=task,
+            strategy=strategy,
+            model=model,
+            think=budget,
+            seed=seed,
+            on_event=progress.update if progress else None,
+            options=opt,
+            max_nodes=max_nodes,
+            verifier=not no_verifier,
+            evaluator=evaluator,
+            mode=mode,
+            chat=chat,
+            backend_options=backend_options,
+            trace=target,
+            resume=resume,
+            deadline=deadline,
+        )
+    if progress:
+        progress.close()
+    stats = result.stats
+    if json_out:
+        payload = {
+            "answer": result.answer,
+            "solved": result.solved,
+            "question": result.trace["meta"]["question"],
+            "task": result.trace["meta"]["task"],
+            "strategy": result.trace["meta"]["strategy"],
+            "stop_reason": stats.stop_reason,
+            "trace": str(target) if target else None,
+            "stats": result.trace["meta"]["stats"],
+        }
+        typer.echo(json.dumps(payload, ensure_ascii=False))
+    elif result.answer is not None:
+        typer.echo(result.answer)
+    if not quiet:
+        outcome = "answer" if result.answer is not None else "no answer"
+        _err(
+            f"{outcome} · thought {stats.thinking_seconds:.1f}s (model load {stats.load_seconds:.1f}s) · "
+            f"{stats.nodes} nodes · {stats.tokens} tokens · {stats.tokens_per_second:.0f} tok/s · "
+            f"stop: {stats.stop_reason}"
+        )
+    if result.answer is None:
+        raise typer.Exit(NO_ANSWER)
+
+
+@trace_app.command("show")
+def trace_show(
+    file: Path = typer.Argument(..., help="A trace written by solve --trace."),
+    format: str = typer.Option("tree", "--format", "-f", help="tree, graphml or json."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write graphml/json here instead of stdout."),
+    max_depth: Optional[int] = typer.Option(None, "--max-depth", help="Show the tree only this deep."),
+) -> None:
+    """Render a trace as a tree (answer path highlighted), or export it."""
+    from deliberate import render
+
+    render.show(file, format=format, out=out, max_depth=max_depth)
+
+
+class _Progress:
+    """A live status line on stderr, fed by search events."""
+
+    def __init__(self, budget: float) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.budget = budget
+        self.nodes = 1
+        self.best: float | None = None
+        self.live = Live(console=Console(stderr=True), transient=True, refresh_per_second=8)
+        self.live.start()
+
+    def update(self, event: dict[str, Any]) -> None:
+        if event["type"] == "expand":
+            self.nodes += sum(len(group) for group in event["children"])
+        if event["type"] == "evaluate" and event["values"]:
+            top = max(event["values"])
+            self.best = top if self.best is None else max(self.best, top)
+        if event["type"] == "verify" and event["ok"]:
+            self.best = 1.0
+        elapsed = event["t"]
+        best = "-" if self.best is None else f"{self.best:.2f}"
+        self.live.update(
+            f"thinking {elapsed:5.1f}s · {max(0.0, self.budget - elapsed):5.1f}s left · "
+            f"{self.nodes} nodes · best value {best}"
+        )
+
+    def close(self) -> None:
+        self.live.stop()
+
+
+class _interrupts:
+    """SIGINT and SIGTERM end the search through its deadline; a second SIGINT quits hard."""
+
+    def __init__(self, deadline: Any) -> None:
+        self.deadline = deadline
+        self.saved: dict[int, Any] = {}
+
+    def __enter__(self) -> _interrupts:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.deadline.cancelled and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.deadline.cancel()
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+
+def main() -> None:
+    """Console entry point: one-line errors, exit codes from the error hierarchy."""
+    try:
+        code = app(standalone_mode=False)  # returns the exit code of typer.Exit
+    except DeliberateError as error:
+        _err(f"error: {error}")
+        sys.exit(error.exit_code)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        sys.exit(130)
+    except Exception as error:  # click's usage errors, then anything unexpected
+        import click
+
+        if isinstance(error, click.exceptions.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        if isinstance(error, click.exceptions.Abort):
+            _err("interrupted")
+            sys.exit(130)
+        if os.environ.get("DELIBERATE_DEBUG"):
+            raise
+        _err(f"internal error: {type(error).__name__}: {error} (set DELIBERATE_DEBUG=1 for a traceback)")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
