@@ -52,6 +52,7 @@ class SearchConfig:
     chat: bool = False  # render prompts with the model's chat template
     max_nodes: int | None = None
     answer_by: Literal["value", "vote"] = "value"  # how terminal answers are chosen
+    tries: int = 2  # samples per opening before a state without new thoughts is a dead end
 
 
 @dataclass
@@ -169,7 +170,18 @@ class Search:
             text = self.task.step_prompt(self.question, state).render(self._chat)
             # Openings ("5 *", "10 -") start each sampled step differently; a small base model
             # otherwise proposes the same step again and again.
-            for j, (opening, n) in enumerate(_spread(k, self.task.openings(state), attempt * k)):
+            offered = self.task.openings(state)
+            # An opening that already gave a valid step is not asked again: under the
+            # verifier a checked step has one right completion, so a repeat could only
+            # merge into the child we have.
+            done = self.graph[node].get("openings_done", [])
+            openings = [o for o in offered if o not in done]
+            if offered and not openings:
+                continue  # every opening of this state has its thought already
+            # Rollouts start from a seeded opening: always taking the first would make
+            # every rollout from a state try the same operation.
+            start = derive_seed(seed, 17) % max(1, len(openings)) if rollout else attempt * k
+            for j, (opening, n) in enumerate(_spread(k, openings, start)):
                 request = self._request(text + opening, n, derive_seed(seed, j), temperature, False)
                 plans.append((node, opening, request, False))
         if not plans:
@@ -180,6 +192,8 @@ class Search:
         expanded = list(dict.fromkeys(p[0] for p in plans))
         for (node, opening, _, proposing), samples in zip(plans, results):
             children[node].extend(self._add_children(node, opening, samples, proposing, rollout))
+        for node, _, request, _ in plans:
+            self.graph[node]["tried"] = self.graph[node].get("tried", 0) + request.n
         for node in expanded:
             self.graph[node]["expansions"] += 1
             if self.graph.status(node) == "open":
@@ -237,6 +251,10 @@ class Search:
             if not steps:
                 self.stats.rejected += 1
             share = sample.completion_tokens // max(1, len(steps))
+            if steps and opening and not proposing:
+                done = self.graph[node].setdefault("openings_done", [])
+                if opening not in done:
+                    done.append(opening)
             for step in steps:
                 child, merged = self.graph.add_child(
                     node,
@@ -338,6 +356,15 @@ class Search:
 
     def backtrack(self, from_node: int, to_node: int) -> None:
         self.emit("backtrack", source=from_node, target=to_node)
+
+    def exhausted(self, node: int) -> bool:
+        """Whether ``node`` has been sampled ``config.tries`` times per opening the task
+        offers, so that no new child means a dead end rather than bad luck."""
+        offered = self.task.openings(self.graph[node]["state"])
+        done = self.graph[node].get("openings_done", [])
+        if offered and all(o in done for o in offered):
+            return True
+        return self.graph[node].get("tried", 0) >= self.config.tries * max(1, len(offered))
 
     def is_terminal(self, node: int) -> bool:
         return self.graph.status(node) in FINAL

@@ -4,7 +4,8 @@ One round walks the depths from the root down; at each depth it expands the best
 unexpanded states there (all in one batched call) and judges their children. Later
 rounds take the next-best states the earlier rounds left, so a search with time to
 spare widens instead of stopping. When no state is left unexpanded, the best ones are
-expanded again with fresh seeds, up to ``max_expansions`` times each.
+expanded again with fresh seeds, least-tried first, until the time is up (or each has
+been tried ``max_expansions`` times, when that is set).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ class Options:
     breadth: int = 5  # states kept at each depth (ToT's b)
     k: int = 8  # thoughts asked for per expanded state
     prune_below: float = 0.0  # children judged below this value are pruned (0: never)
-    max_expansions: int = 3
+    max_expansions: int = 0  # tries per state; 0: no limit, keep widening until the deadline
 
 
 class BreadthFirst:
@@ -44,10 +45,16 @@ class BreadthFirst:
                 grew |= self._step(search, frontier)
             if grew:
                 continue
-            again = [n for n in graph.with_status("expanded") if graph[n]["expansions"] < self.options.max_expansions]
+            limit = self.options.max_expansions or float("inf")
+            again = [
+                n for n in graph.with_status("expanded")
+                if graph[n]["expansions"] < limit and not search.exhausted(n)
+            ]
             if not again:
                 return  # every reachable state has been tried
-            self._step(search, by_value(search, again)[: self.options.breadth])
+            # Least-tried first, then best: a long budget widens the whole tree evenly.
+            again = sorted(by_value(search, again), key=lambda n: graph[n]["expansions"])
+            self._step(search, again[: self.options.breadth])
 
     def _step(self, search: Search, frontier: list[int]) -> bool:
         if not frontier:

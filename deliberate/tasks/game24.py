@@ -70,6 +70,7 @@ Judgement: sure
 """
 
 _OPS = {"+", "-", "*", "/"}
+OPENING_STYLES = ("pair", "operation", "operand", "none")
 _NUM = r"-?\d+(?:\.\d+)?(?:\s*/\s*\d+)?"
 _STEP = re.compile(
     rf"^\s*(?:step\s*\d*[:.)]\s*)?(?P<a>{_NUM})\s*(?P<op>[-+*/×x÷−])\s*(?P<b>{_NUM})\s*=\s*(?P<c>{_NUM})",
@@ -96,17 +97,19 @@ def _sorted(numbers: Sequence[Fraction]) -> list[Fraction]:
 
 class Game24Task:
     name = "game24"
-    mode: Literal["propose", "sample"] = "propose"
+    mode: Literal["propose", "sample"] = "sample"
     labels = VALUE_LABELS
     step_stop = ("\n", " (")  # the "(left: ...)" part is ours to compute, not the model's
     step_tokens = 16
     propose_tokens = 120
     max_depth = 3
 
-    def __init__(self, *, openings: str = "operation") -> None:
-        if openings not in ("none", "operand", "operation"):
-            raise UsageError(f"game24 openings must be none, operand or operation, got {openings!r}")
+    def __init__(self, *, openings: str = "pair") -> None:
+        if openings not in OPENING_STYLES:
+            raise UsageError(f"game24 openings must be one of {', '.join(OPENING_STYLES)}, got {openings!r}")
         self.opening_style = openings
+        # After "a op b =" only a number is left to write: " 1728" is five tokens.
+        self.step_tokens = 8 if openings == "pair" else 16
 
     # -- states ----------------------------------------------------------------
     def root(self, question: str) -> State:
@@ -144,8 +147,18 @@ class Game24Task:
         return self.propose_prompt(question, state)  # type: ignore[return-value]
 
     def openings(self, state: State) -> list[str]:
-        """"5 *", "5 +", ...: the model completes the operand and the result."""
+        """How each sampled step starts; the model writes the rest.
+
+        - "pair" (default): "8 * 3 =": the search picks the operation, the model
+          computes the result and the calculator checks it. A 270M model left to pick
+          operands itself mostly repeats one pair, or names numbers that are not left.
+        - "operation": "8 *": the model picks the second operand too.
+        - "operand": "8": the model writes the whole operation.
+        - "none": the model writes the whole step.
+        """
         numbers = list(dict.fromkeys(state["left"]))
+        if self.opening_style == "pair":
+            return _pair_openings(state["left"])
         if self.opening_style == "operand":
             return numbers
         if self.opening_style == "operation":
@@ -207,6 +220,30 @@ class Game24Task:
             f"Numbers: {' '.join(state['left'])}\nCandidate steps:\n{listed}",
             "The best candidate is",
         )
+
+
+def _pair_openings(left: Sequence[str]) -> list[str]:
+    """"a op b =" for each pair of numbers left, grouped by operation so that a few
+    samples already cover different kinds of step. Subtraction takes the larger first;
+    division goes both ways and never by zero."""
+    values = [Fraction(n) for n in left]
+    pairs: list[tuple[int, int]] = []
+    seen: set[tuple[Fraction, Fraction]] = set()
+    for i in range(len(left)):
+        for j in range(i + 1, len(left)):
+            if (values[i], values[j]) not in seen:  # equal numbers give the same steps
+                seen.add((values[i], values[j]))
+                pairs.append((i, j))
+    openings: dict[str, None] = {}
+    for op in ("*", "+", "-", "/"):
+        for i, j in pairs:
+            a, b = (i, j) if values[i] >= values[j] else (j, i)
+            orders = [(a, b), (b, a)] if op == "/" else [(a, b)]
+            for x, y in orders:
+                if op == "/" and values[y] == 0:
+                    continue
+                openings[f"{left[x]} {op} {left[y]} ="] = None
+    return list(openings)
 
 
 def _strip_outer(expr: str) -> str:
