@@ -1,10 +1,11 @@
 """Monte Carlo tree search: UCT selection, expansion, model rollouts, value backup.
 
-Each iteration walks down from the root by UCT, expands the leaf it reaches, judges
-the new children, rolls every child out to a final state in one batched call, and
-backs the reward up the path. A rollout that ends in a verified solution scores 1; an
-unverified final state scores its judged value; a rollout that dies scores 0. The
-reward is blended with the child's own value, so cheap judgements steer early search.
+Each iteration picks up to ``parallel`` leaves by UCT (a virtual loss on each picked
+path steers the next pick elsewhere), expands them together, judges the new children,
+rolls every child out to a final state in one batched call per step, and backs the
+rewards up. A rollout that ends in a verified solution scores 1; an unverified final
+state scores its judged value; a rollout that dies scores 0. The reward is blended
+with the child's own value, so cheap judgements steer the early search.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from deliberate.search import Search, SearchConfig
 @dataclass
 class Options:
     k: int = 4  # children per expansion
+    parallel: int = 8  # leaves expanded together in one batched call
     c: float = 1.0  # exploration weight in UCT
     value_weight: float = 0.5  # share of the judged value in each reward
     rollout_temperature: float = 0.7
-    max_expansions: int = 2  # re-expansions of a node before it counts as dead
 
 
 class MonteCarlo:
@@ -37,17 +38,22 @@ class MonteCarlo:
 
     def run(self, search: Search) -> None:
         while True:
-            leaf = self._select(search)
-            if leaf is None:
+            leaves = self._select_many(search)
+            if not leaves:
                 return  # the whole tree is dead
-            if search.is_terminal(leaf):
+            for leaf in [n for n in leaves if search.is_terminal(n)]:
                 self._backup(search, leaf, self._reward(search, leaf))
+            leaves = [n for n in leaves if not search.is_terminal(n)]
+            if not leaves:
                 continue
-            [children] = search.expand([leaf], self.options.k)
+            groups = search.expand(leaves, self.options.k)
+            children = [c for group in groups for c in group]
+            for leaf, group in zip(leaves, groups):
+                if not group:
+                    if search.exhausted(leaf) and leaf != ROOT:
+                        search.prune(leaf, "dead end: no valid thought from any opening")
+                    self._backup(search, leaf, 0.0)
             if not children:
-                if search.graph[leaf]["expansions"] >= self.options.max_expansions:
-                    search.prune(leaf, "dead end")
-                self._backup(search, leaf, 0.0)
                 continue
             search.evaluate(children)
             ends = search.rollout(children, temperature=self.options.rollout_temperature)
@@ -60,22 +66,42 @@ class MonteCarlo:
                     reward = (1 - self.options.value_weight) * reward + self.options.value_weight * value
                 self._backup(search, end if end is not None else child, reward)
 
+    def _select_many(self, search: Search) -> list[int]:
+        """Up to ``parallel`` distinct leaves; a virtual loss (a visit worth 0) on each
+        picked path makes UCT look elsewhere for the next one."""
+        picked: list[int] = []
+        for _ in range(self.options.parallel):
+            leaf = self._select(search)
+            if leaf is None or leaf in picked:
+                break
+            picked.append(leaf)
+            self._backup(search, leaf, 0.0)
+        for leaf in picked:  # take the virtual losses back
+            for node in search.graph.ancestors_and_self(leaf):
+                search.graph[node]["visits"] -= 1
+        return picked
+
     def _select(self, search: Search) -> int | None:
         graph = search.graph
         node = ROOT
         while graph.status(node) == "expanded":
             children = [c for c in graph.children(node) if graph.status(c) not in ("pruned", "failed")]
             if not children:
-                if graph[node]["expansions"] < self.options.max_expansions:
-                    return node  # expand again for fresh thoughts
+                if not search.exhausted(node):
+                    return node  # expand again: openings are left to try
                 if node == ROOT:
                     return None
                 search.prune(node, "no live children")
                 search.backtrack(node, ROOT)
                 node = ROOT
                 continue
+            if not search.exhausted(node):
+                children.append(node)  # widening: the node itself competes with its children
             parent_visits = graph[node]["visits"]
-            node = max(children, key=lambda c: self._uct(search, c, parent_visits))
+            best = max(children, key=lambda c: self._uct(search, c, parent_visits))
+            if best == node:
+                return node
+            node = best
         return node
 
     def _uct(self, search: Search, node: int, parent_visits: int) -> float:
