@@ -205,7 +205,7 @@ class LlamaBackend:
         prompts: dict[tuple[str, bool], list[int]],
         deadline: Deadline,
     ) -> list[_Branch]:
-        ids = self._acquire(len(wave))
+        ids = self._acquire_keeping(len(wave), [prompts[(requests[ri].prompt, requests[ri].special)] for ri, _ in wave])
         branches = [_Branch(requests[ri], (ri, si), seq) for (ri, si), seq in zip(wave, ids)]
         try:
             self._fill(self._plan_prefill(branches, prompts), deadline)
@@ -412,6 +412,19 @@ class LlamaBackend:
                     f"the KV cache ({self.n_ctx} tokens) is full; raise n_ctx or lower the search width"
                 )
             raise BackendError(f"llama_decode failed with code {code}")
+
+    def _acquire_keeping(self, count: int, prompts: list[list[int]]) -> list[int]:
+        """``count`` ids, evicting anything but the cached prefixes these prompts will
+        copy from, when there is any other choice."""
+        keep = {self.cache.longest_prefix(tokens)[0] for tokens in prompts} - {None} - self.cache.pinned
+        self.cache.pinned |= keep  # type: ignore[arg-type]
+        try:
+            return self._acquire(count)
+        except BackendError:
+            self.cache.pinned -= keep
+            return self._acquire(count)
+        finally:
+            self.cache.pinned -= keep
 
     def _acquire(self, count: int) -> list[int]:
         ids = []
