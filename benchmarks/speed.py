@@ -158,3 +158,19 @@ def _naive(model_path: str, shape: Shape, *, n_threads: int) -> float:
         return generated / (time.perf_counter() - started)
     finally:
         llm.close()
+
+
+def report(result: dict[str, Any]) -> str:
+    """The human-readable lines ``bench speed`` prints without ``--json``."""
+    return "\n".join(
+        [
+            f"width {result['width']}, {result['levels']} levels, {result['tokens_per_child']} tokens per child, "
+            f"{result['n_threads']} threads",
+            f"raw llama.cpp batched decode  {result['raw_tok_s']:7.1f} tok/s",
+            f"engine (LlamaBackend)         {result['engine_tok_s']:7.1f} tok/s   "
+            f"{result['engine_vs_raw']:.2f}x raw",
+            f"naive Llama.create_completion {result['naive_tok_s']:7.1f} tok/s   "
+            f"engine is {result['engine_vs_naive']:.2f}x naive",
+            f"prompt tokens the prefix cache saved: {result['prefill_tokens_saved']}",
+        ]
+    )

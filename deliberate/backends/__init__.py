@@ -13,7 +13,11 @@ import os
 from typing import Any
 
 from deliberate.backends.base import Backend, BackendStats, GenerateRequest, Sample
+from deliberate.errors import UsageError
 from deliberate.models import is_server_url, resolve_model
+
+# Settings of the in-process llama.cpp context; a server has its own.
+LOCAL_ONLY = {"n_ctx", "n_batch", "n_seq_max", "n_threads", "n_threads_batch", "n_gpu_layers", "cache_fraction"}
 
 __all__ = ["Backend", "BackendStats", "GenerateRequest", "Sample", "open_backend"]
 
@@ -25,6 +29,9 @@ def open_backend(model: Any = None, **params: Any) -> Backend:
     if is_server_url(model):
         from deliberate.backends.server import ServerBackend
 
+        local = sorted(set(params) & LOCAL_ONLY)
+        if local:
+            raise UsageError(f"{', '.join(local)} only apply to a local GGUF, not to a server at {model}")
         return ServerBackend(str(model), **params)
     path = resolve_model(model)
     from deliberate.backends.llama import LlamaBackend
