@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 import typer
 
+from deliberate.benchmarks.cli import bench_app
 from deliberate.errors import DeliberateError
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 trace_app = typer.Typer(no_args_is_help=True, help="Inspect saved search traces.")
 app.add_typer(trace_app, name="trace")
+app.add_typer(bench_app, name="bench")
 
 NO_ANSWER = 3
 
@@ -200,15 +202,18 @@ def main() -> None:
     except KeyboardInterrupt:
         _err("interrupted")
         sys.exit(130)
-    except Exception as error:  # click's usage errors, then anything unexpected
-        import click
+    except typer.Abort:
+        _err("interrupted")
+        sys.exit(130)
+    except Exception as error:  # typer's (vendored click) usage errors, then anything unexpected
+        from typer._click import exceptions as click_errors
 
-        if isinstance(error, click.exceptions.ClickException):
-            error.show()
+        if isinstance(error, click_errors.NoArgsIsHelpError):
+            error.show()  # the help text
+            sys.exit(0)
+        if isinstance(error, click_errors.ClickException):
+            _err(f"error: {' '.join(error.format_message().split())}")
             sys.exit(error.exit_code)
-        if isinstance(error, click.exceptions.Abort):
-            _err("interrupted")
-            sys.exit(130)
         if os.environ.get("DELIBERATE_DEBUG"):
             raise
         _err(f"internal error: {type(error).__name__}: {error} (set DELIBERATE_DEBUG=1 for a traceback)")

@@ -1,0 +1,154 @@
+"""``deliberate bench``: run a benchmark grid, or report on its results.
+
+    deliberate bench game24 --data ../shared/datasets/game24 --think 5s --think 60s
+    deliberate bench report results.jsonl --plot accuracy.png --markdown
+
+The dataset kind is the first argument of the default command, so the group falls back
+to ``run`` whenever its first argument is not a subcommand's name. Only typer is
+imported here; the runner, and through it the model, load when a command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from typer.core import TyperGroup
+
+
+class DefaultCommandGroup(TyperGroup):
+    """A group whose ``default`` command runs when the first argument names no command."""
+
+    default = "run"
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [self.default, *args]
+        return super().parse_args(ctx, args)
+
+
+bench_app = typer.Typer(
+    cls=DefaultCommandGroup,
+    no_args_is_help=True,
+    help="Benchmarks: 'bench TASK --data PATH' runs a grid (TASK: game24, gsm8k, math500, "
+    "prontoqa, bbh or generic); 'bench report FILE' summarizes results.",
+)
+
+
+@bench_app.command("run")
+def bench_run(
+    task: str = typer.Argument(..., help="Dataset kind: game24, gsm8k, math500, prontoqa, bbh or generic."),
+    data: Path = typer.Option(..., "--data", help="The dataset's folder or file (e.g. ../shared/datasets/game24)."),
+    strategy: list[str] = typer.Option(["bfs"], "--strategy", "-s", help="Strategy to run (repeatable)."),
+    think: list[str] = typer.Option(["15s"], "--think", "-t", help="Thinking time per question (repeatable)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Run this many items [default: all]."),
+    start: int = typer.Option(0, "--start", help="Skip this many items first."),
+    seed: int = typer.Option(0, "--seed", help="Seed for sampling."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path or http(s)://host:port/v1 [default: the embedded model]."),
+    out: Path = typer.Option(Path("results.jsonl"), "--out", help="Append records here; finished ones are skipped on a rerun."),
+    no_verifier: bool = typer.Option(False, "--no-verifier", help="Judge states by the model alone; no calculator checks."),
+    concurrency: int = typer.Option(1, "--concurrency", help="Items at once (needs a model server)."),
+    trace_dir: Optional[Path] = typer.Option(None, "--trace-dir", help="Write each search's trace into this folder."),
+    opt: list[str] = typer.Option([], "--opt", "-o", help="Strategy option key=value (repeatable)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary table."),
+) -> None:
+    """Solve every item of TASK's dataset under every --strategy and --think; append records to --out."""
+    from rich.console import Console
+
+    from deliberate.benchmarks import report, runner
+
+    console = Console(stderr=True)
+    progress = None if quiet else _Progress(console)
+    try:
+        records = runner.run(
+            task, data, strategies=strategy, thinks=think, limit=limit, start=start, seed=seed,
+            model=model, out=out, verifier=not no_verifier, concurrency=concurrency, trace_dir=trace_dir,
+            options=opt, on_start=progress.start if progress else None,
+            on_record=progress.update if progress else None,
+        )
+    except KeyboardInterrupt:
+        if progress:
+            progress.close()
+        console.print(f"[yellow]interrupted[/]; finished records are in {out}: run the same command to resume")
+        raise
+    if progress:
+        progress.close()
+    if not quiet:
+        console.print(report.render_table(report.table(records)))
+
+
+@bench_app.command("report")
+def bench_report(
+    files: list[Path] = typer.Argument(..., help="Results files written by 'deliberate bench'."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also plot accuracy against thinking time into this PNG."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table (for a README) instead."),
+) -> None:
+    """Accuracy with 95% Wilson intervals, per task, strategy and thinking time."""
+    from rich.console import Console
+
+    from deliberate.benchmarks import report
+    from deliberate.errors import DatasetError
+
+    records = report.read_records(files)
+    if not records:
+        raise DatasetError(f"no results in {', '.join(map(str, files))}")
+    rows = report.table(records)
+    if markdown:
+        typer.echo(report.to_markdown(rows), nl=False)
+    else:
+        Console().print(report.render_table(rows))
+    if plot is not None:
+        report.plot(rows, plot)
+        typer.echo(f"wrote {plot}", err=True)
+
+
+class _Progress:
+    """A progress bar on stderr with the ETA and the accuracy of this run's records."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("eta"),
+            TimeRemainingColumn(), TextColumn("{task.fields[accuracy]}"), console=console,
+        )
+        self.task: Any = None
+        self.done = self.correct = 0
+
+    def start(self, todo: int, skipped: int) -> None:
+        label = f"bench ({skipped} done before)" if skipped else "bench"
+        self.task = self.progress.add_task(label, total=todo, accuracy="")
+        self.progress.start()
+
+    def update(self, record: dict[str, Any]) -> None:
+        self.done += 1
+        self.correct += bool(record.get("correct"))
+        accuracy = f"accuracy {self.correct}/{self.done} ({self.correct / self.done:.0%})"
+        self.progress.update(self.task, advance=1, accuracy=accuracy)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+# -- deliberate bench speed ----------------------------------------------------------------
+@bench_app.command("speed")
+def bench_speed(
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    width: int = typer.Option(8, "--width", "-k", min=1, max=128, help="Children per node (K)."),
+    levels: int = typer.Option(3, "--levels", min=1, max=8, help="Levels of the tree."),
+    tokens: int = typer.Option(32, "--tokens", min=1, max=256, help="Tokens per child."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path [default: the embedded model]."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads [default: physical cores]."),
+) -> None:
+    """Tok/s of raw llama.cpp batched decode, the engine, and a naive Llama loop, on one tree shape."""
+    import json
+
+    from deliberate.benchmarks import speed
+    from deliberate.models import is_server_url, resolve_model
+    from deliberate.errors import UsageError
+
+    if is_server_url(model):
+        raise UsageError("bench speed measures llama.cpp in this process; give a GGUF path, not a URL")
+    result = speed.measure(str(resolve_model(model)), speed.Shape(width, levels, tokens), n_threads=threads)
+    typer.echo(json.dumps(result) if json_out else speed.report(result))

@@ -1,0 +1,340 @@
+"""Benchmark datasets: read each one into ``Item``s and score an answer against its gold.
+
+Each folder under ``shared/datasets`` has a SOURCE.md that says how its answers are
+checked; the scorers follow it. Scoring never raises on what a model wrote: a
+malformed answer is simply wrong. ``DatasetError`` is for files, not answers.
+
+    kind      file in the folder                            solved with task
+    game24    24.csv (Rank, Puzzles)                        game24
+    gsm8k     test.jsonl (question, answer "... #### 18")   math
+    math500   test.jsonl (problem, answer)                  math
+    prontoqa  345hop_random_true.json (exampleN)            generic
+    bbh       bbh/<task>.json, or a folder of them          generic
+    generic   any JSONL with question and answer            generic
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from deliberate.calculator import evaluate, normalize, parse_number
+from deliberate.errors import CalculatorError, DatasetError, UsageError
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str  # unique within its dataset: the Rank, "test:7" (file:line), "navigate:12"...
+    question: str  # the text given to deliberate.think
+    gold: str  # the reference answer, as the dataset writes it
+    task: str  # the deliberate task that solves it: game24, math or generic
+
+
+TASKS = {
+    "game24": "game24", "gsm8k": "math", "math500": "generic",  # math500 answers are often not plain numbers
+    "prontoqa": "generic", "bbh": "generic", "generic": "generic",
+}
+KINDS = tuple(TASKS)
+# The file to read when a folder is given.
+_DEFAULT_FILE = {
+    "game24": "24.csv", "gsm8k": "test.jsonl", "math500": "test.jsonl", "prontoqa": "345hop_random_true.json",
+}
+
+
+def load(kind: str, path: str | Path, *, start: int = 0, limit: int | None = None) -> list[Item]:
+    """Items ``start`` to ``start + limit`` of a dataset; ``path`` is its folder or file."""
+    if kind not in TASKS:
+        raise DatasetError(f"unknown dataset kind {kind!r} (kinds: {', '.join(KINDS)})")
+    if start < 0 or (limit is not None and limit < 0):
+        raise UsageError(f"start and limit must not be negative, got start={start}, limit={limit}")
+    items = _LOADERS[kind](_resolve(kind, Path(path).expanduser()))
+    return items[start : None if limit is None else start + limit]
+
+
+def _resolve(kind: str, path: Path) -> Path:
+    if not path.exists():
+        raise DatasetError(f"{kind} dataset not found: {path}")
+    if path.is_file() or kind == "bbh":
+        return path
+    if kind in _DEFAULT_FILE and (path / _DEFAULT_FILE[kind]).is_file():
+        return path / _DEFAULT_FILE[kind]
+    found = sorted(path.glob("*.jsonl" if kind != "prontoqa" else "*.json"))
+    if len(found) != 1:
+        wanted = _DEFAULT_FILE.get(kind, "one .jsonl file")
+        raise DatasetError(f"{kind} dataset folder {path} has no {wanted}; pass the file itself")
+    return found[0]
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+
+
+def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(1-based line number, object) for every non-blank line."""
+    for number, line in enumerate(_read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            raise DatasetError(f"{path.name} line {number}: not valid JSON") from None
+        if not isinstance(row, dict):
+            raise DatasetError(f"{path.name} line {number}: not a JSON object")
+        yield number, row
+
+
+def _field(row: dict[str, Any], name: str, where: str) -> str:
+    if name not in row or row[name] is None:
+        raise DatasetError(f"{where}: missing field {name!r}")
+    return str(row[name])
+
+
+def _game24(path: Path) -> list[Item]:
+    reader = csv.DictReader(_read_text(path).splitlines())
+    if "Puzzles" not in (reader.fieldnames or []):
+        raise DatasetError(f"{path.name} line 1: missing column 'Puzzles'")
+    items = []
+    for row in reader:
+        where = f"{path.name} line {reader.line_num}"
+        puzzle = " ".join(_field(row, "Puzzles", where).split())
+        if not re.fullmatch(r"\d+( \d+){3}", puzzle):
+            raise DatasetError(f"{where}: puzzle {puzzle!r} is not four whole numbers")
+        rank = (row.get("Rank") or "").strip() or str(reader.line_num - 1)
+        items.append(Item(rank, f"Use the numbers {puzzle} and + - * / to make 24.", puzzle, "game24"))
+    return items
+
+
+def _gsm8k(path: Path) -> list[Item]:
+    items = []
+    for number, row in _jsonl(path):
+        where = f"{path.name} line {number}"
+        final = re.search(r"####\s*(\S.*?)\s*$", _field(row, "answer", where))
+        if not final:
+            raise DatasetError(f"{where}: the answer has no '#### <number>' line")
+        items.append(Item(f"{path.stem}:{number}", _field(row, "question", where), final[1].replace(",", ""), "math"))
+    return items
+
+
+def _math500(path: Path) -> list[Item]:
+    items = []
+    for number, row in _jsonl(path):
+        where = f"{path.name} line {number}"
+        gold = row.get("answer")
+        if gold is None:  # fall back to the solution's last \boxed{}
+            gold = last_boxed(_field(row, "solution", where))
+            if gold is None:
+                raise DatasetError(f"{where}: missing field 'answer'")
+        item_id = str(row.get("unique_id") or f"{path.stem}:{number}")
+        items.append(Item(item_id, _field(row, "problem", where), str(gold), "math"))
+    return items
+
+
+def _prontoqa(path: Path) -> list[Item]:
+    try:
+        data = json.loads(_read_text(path))
+    except ValueError as exc:
+        raise DatasetError(f"{path.name} line {getattr(exc, 'lineno', '?')}: not valid JSON") from None
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path.name}: expected one JSON object of exampleN entries")
+    items = []
+    for key, problem in data.items():
+        test = problem.get("test_example") if isinstance(problem, dict) else None
+        if not isinstance(test, dict):
+            raise DatasetError(f"{path.name} {key}: missing field 'test_example'")
+        where = f"{path.name} {key}"
+        # The context (facts and rules) followed by "True or false: <statement>."
+        question = f"{_field(test, 'question', where).strip()} {_field(test, 'query', where).strip()}"
+        items.append(Item(key, question, _field(test, "answer", where), "generic"))
+    return items
+
+
+def _bbh(path: Path) -> list[Item]:
+    if path.is_dir():
+        folder = path / "bbh" if (path / "bbh").is_dir() else path  # the upstream layout
+        files = sorted(folder.glob("*.json"))
+        if not files:
+            raise DatasetError(f"bbh dataset folder {folder} has no .json task files")
+    else:
+        files = [path]
+    items = []
+    for file in files:
+        try:
+            data = json.loads(_read_text(file))
+        except ValueError as exc:
+            raise DatasetError(f"{file.name} line {getattr(exc, 'lineno', '?')}: not valid JSON") from None
+        examples = data.get("examples") if isinstance(data, dict) else None
+        if not isinstance(examples, list):
+            raise DatasetError(f"{file.name}: missing field 'examples'")
+        for index, example in enumerate(examples, 1):
+            where = f"{file.name} example {index}"
+            if not isinstance(example, dict):
+                raise DatasetError(f"{where}: not a JSON object")
+            gold = _field(example, "target", where).strip()
+            items.append(Item(f"{file.stem}:{index}", _field(example, "input", where), gold, "generic"))
+    return items
+
+
+def _generic(path: Path) -> list[Item]:
+    items = []
+    for number, row in _jsonl(path):
+        where = f"{path.name} line {number}"
+        item_id = str(row.get("id") or f"{path.stem}:{number}")
+        items.append(Item(item_id, _field(row, "question", where), _field(row, "answer", where), "generic"))
+    return items
+
+
+_LOADERS: dict[str, Callable[[Path], list[Item]]] = {
+    "game24": _game24, "gsm8k": _gsm8k, "math500": _math500, "prontoqa": _prontoqa, "bbh": _bbh, "generic": _generic,
+}
+
+
+# -- scoring -------------------------------------------------------------------------
+
+
+def score(kind: str, answer: str | None, item: Item) -> bool:
+    """Whether ``answer`` is right for ``item``, by the dataset's own rule."""
+    if kind not in _SCORERS:
+        raise DatasetError(f"unknown dataset kind {kind!r} (kinds: {', '.join(KINDS)})")
+    if answer is None or not str(answer).strip():
+        return False
+    return _SCORERS[kind](str(answer), item.gold)
+
+
+def game24_correct(answer: str, puzzle: str) -> bool:
+    """An expression (optionally "... = 24") with + - * / over the puzzle's numbers, each once, equal to 24."""
+    lines = [line for line in answer.strip().splitlines() if line.strip()]
+    if not lines:
+        return False
+    expression, *claims = re.sub(r"^\s*answer\s*:", "", lines[-1], flags=re.IGNORECASE).split("=")
+    if any(_number(claim) != 24 for claim in claims):
+        return False  # "... = 25" claims something else, whatever the left side is
+    try:
+        value = evaluate(expression)  # bounded and whitelisted; it rejects anything but arithmetic
+    except CalculatorError:
+        return False
+    used = []
+    # evaluate() accepted it, so parsing again is safe; now hold it to the game's rules.
+    for node in ast.walk(ast.parse(normalize(expression).strip(), mode="eval").body):
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            used.append(Fraction(node.value))
+        elif isinstance(node, ast.BinOp) and not isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div)):
+            return False  # ** is not one of the four operations
+        elif not isinstance(node, (ast.BinOp, ast.operator)):
+            return False  # unary minus, decimals
+    return value == 24 and sorted(used) == sorted(Fraction(n) for n in puzzle.split())
+
+
+def _number(text: str) -> Fraction | None:
+    """A plain number such as "1,450", "$18.", "-3.50" or "8/3"; None for anything else."""
+    text = text.strip().replace("$", "").rstrip(".").strip()
+    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", text):
+        text = text.replace(",", "")
+    try:
+        return parse_number(text)
+    except CalculatorError:
+        return None
+
+
+def _gsm8k_correct(answer: str, gold: str) -> bool:
+    # The last number written is the answer, as GSM8K's own "#### (number)" rule reads it.
+    numbers = re.findall(r"-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?", answer)
+    value = _number(numbers[-1].replace(",", "")) if numbers else None
+    return value is not None and value == _number(gold)
+
+
+def _prontoqa_correct(answer: str, gold: str) -> bool:
+    match = re.fullmatch(r"\W*(true|false)\W*", answer.casefold())
+    return match is not None and match[1] == gold.strip().casefold()
+
+
+def _bbh_correct(answer: str, gold: str) -> bool:
+    answer = answer.strip().removesuffix(".").strip()
+    option = re.fullmatch(r"\(([A-Z])\)", gold.strip())
+    if option:  # "(B)", "B", "B)" and "(B) the text of option B" all choose B
+        chosen = re.fullmatch(r"\(?([A-Z])\)?|\(([A-Z])\)\s.*", answer, flags=re.DOTALL)
+        return chosen is not None and (chosen[1] or chosen[2]) == option[1]
+    return answer == gold.strip()
+
+
+def _generic_correct(answer: str, gold: str) -> bool:
+    a, g = _number(answer), _number(gold)
+    if a is not None and g is not None:
+        return a == g
+    return _plain(answer) == _plain(gold) != ""
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"[\W_]+", "", text.casefold())
+
+
+# -- MATH answers: LaTeX normalized, after Hendrycks et al.'s strip_string ----------------
+
+
+def last_boxed(text: str) -> str | None:
+    """The contents of the last ``\\boxed{...}`` (or ``\\fbox{...}``), braces matched."""
+    start = max(text.rfind("\\boxed{"), text.rfind("\\fbox{"))
+    if start < 0:
+        return None
+    depth = 0
+    opening = text.index("{", start)
+    for i in range(opening, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[opening + 1 : i]
+    return None
+
+
+# Spacing, sizing and decoration that never change a MATH answer's value.
+_MATH_NOISE = ("\\left", "\\right", "\\!", "\\,", "\\;", "\\:", "\\ ", "\\%", "%", "\\$", "$", "^\\circ", "^{\\circ}")
+
+
+def normalize_math(text: str) -> str:
+    """A MATH answer in one canonical spelling: "\\dfrac12" and "1/2" both become "\\frac{1}{2}"."""
+    text = last_boxed(text) or text
+    for noise in _MATH_NOISE:
+        text = text.replace(noise, "")
+    text = text.replace("dfrac", "frac").replace("tfrac", "frac")
+    text = re.sub(r"(?<=\S)\s*\\(?:text|mbox)\{[^{}]*\}\s*$", "", text.strip())  # a trailing unit: "10\\text{ cm}"
+    text = re.sub(r"\\(?:text|textbf|mbox|mathrm)\{([^{}]*)\}", r"\1", text)
+    text = re.sub(r"\s+", "", text).rstrip(".")
+    if text.count("=") == 1 and re.fullmatch(r"[a-zA-Z]{1,2}", text.split("=")[0]):
+        text = text.split("=")[1]  # "x=5" answers 5
+    text = re.sub(r"\\(frac|sqrt)(\d)", r"\\\1{\2}", text)  # \\frac12 -> \\frac{1}2, \\sqrt2 -> \\sqrt{2}
+    text = re.sub(r"(\\frac\{[^{}]*\})(\d)", r"\1{\2}", text)
+    text = re.sub(r"^(-?)(\d+)/(\d+)$", r"\1\\frac{\2}{\3}", text)
+    text = re.sub(r"^(-?)\.(\d)", r"\g<1>0.\2", text)
+    return re.sub(r"^(-?\d+)\.0+$", r"\1", text)
+
+
+def _math_number(text: str) -> Fraction | None:
+    fraction = re.fullmatch(r"(-?)\\frac\{(-?\d+)\}\{(\d+)\}", text)
+    if fraction:
+        if int(fraction[3]) == 0:
+            return None
+        value = Fraction(int(fraction[2]), int(fraction[3]))
+        return -value if fraction[1] else value
+    return _number(text)
+
+
+def math_equal(answer: str, gold: str) -> bool:
+    """MATH-500: the normalized strings match, or both are the same number."""
+    a, g = normalize_math(answer), normalize_math(gold)
+    if a == g and a:
+        return True
+    x, y = _math_number(a), _math_number(g)
+    return x is not None and x == y
+
+_SCORERS: dict[str, Callable[[str, str], bool]] = {
+    "game24": game24_correct, "gsm8k": _gsm8k_correct, "math500": math_equal,
+    "prontoqa": _prontoqa_correct, "bbh": _bbh_correct, "generic": _generic_correct,
+}

@@ -1,0 +1,182 @@
+"""Summaries of benchmark results: accuracy with a 95% interval per strategy and budget.
+
+``read_records`` reads the JSONL files the runner writes, ``table`` aggregates them
+into rows, and the rows are shown as a rich table, written as Markdown for the README,
+or plotted as accuracy against thinking time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deliberate.errors import DatasetError, DeliberateError
+
+Z95 = 1.959963984540054  # the standard normal quantile for a two-sided 95% interval
+
+
+@dataclass(frozen=True)
+class Row:
+    task: str  # the dataset kind: game24, gsm8k...
+    strategy: str  # "bfs", or "bfs --no-verifier" for runs without the calculator checks
+    think: float  # seconds of thinking allowed per question
+    n: int
+    correct: int
+    accuracy: float
+    low: float  # Wilson 95% interval
+    high: float
+    seconds: float  # mean thinking time actually used
+    tokens_per_second: float  # all tokens over all thinking time
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval for ``successes`` out of ``n``; (0, 1) when n is 0.
+
+    Unlike the normal approximation it stays inside [0, 1] and is not zero-width at
+    0/n or n/n, which matters for the small samples a laptop benchmark gives.
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    shrink = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / shrink
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / shrink
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def read_records(paths: str | Path | Iterable[str | Path]) -> list[dict[str, Any]]:
+    """Every record in one or more results files, in order.
+
+    An unterminated last line is a record still being written; it is skipped.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    records = []
+    for path in map(Path, paths):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise DatasetError(f"results file not found: {path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DatasetError(f"cannot read results file {path}: {exc}") from exc
+        lines = text.split("\n")
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                if number == len(lines):
+                    continue
+                raise DatasetError(f"{path.name} line {number}: not valid JSON") from None
+            if not isinstance(record, dict):
+                raise DatasetError(f"{path.name} line {number}: not a JSON object")
+            records.append(record)
+    return records
+
+
+def table(records: Iterable[dict[str, Any]]) -> list[Row]:
+    """One row per (task, strategy, think), sorted by them."""
+    groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
+    for record in records:
+        try:
+            strategy = record["strategy"] + ("" if record.get("verifier", True) else " --no-verifier")
+            key = (str(record["task"]), strategy, float(record["think"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DatasetError(f"a results record lacks task, strategy or think: {exc}") from None
+        groups.setdefault(key, []).append(record)
+    rows = []
+    for (task, strategy, think), group in sorted(groups.items()):
+        n = len(group)
+        correct = sum(1 for r in group if r.get("correct"))
+        seconds = sum(float(r.get("seconds") or 0.0) for r in group)
+        tokens = sum(int(r.get("tokens") or 0) for r in group)
+        low, high = wilson(correct, n)
+        speed = tokens / seconds if seconds else 0.0
+        rows.append(Row(task, strategy, think, n, correct, correct / n, low, high, seconds / n, speed))
+    return rows
+
+
+def _think(seconds: float) -> str:
+    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
+
+
+def _cells(row: Row) -> list[str]:
+    return [
+        row.task, row.strategy, _think(row.think), f"{row.accuracy:.1%}",
+        f"{row.low:.1%}–{row.high:.1%}", str(row.n), f"{row.seconds:.1f}", f"{row.tokens_per_second:.0f}",
+    ]
+
+
+HEADERS = ["task", "strategy", "think", "accuracy", "95% CI", "n", "mean s", "tok/s"]
+
+
+def render_table(rows: Sequence[Row]) -> Any:
+    """A ``rich.table.Table`` of the rows, for the terminal."""
+    from rich.table import Table
+
+    shown = Table(title="deliberate bench")
+    for i, header in enumerate(HEADERS):
+        shown.add_column(header, justify="left" if i < 2 else "right")
+    for row in rows:
+        shown.add_row(*_cells(row))
+    return shown
+
+
+def to_markdown(rows: Sequence[Row]) -> str:
+    """The rows as a GitHub Markdown table."""
+    rule = "|".join("---" if i < 2 else "--:" for i in range(len(HEADERS)))  # numbers align right
+    lines = ["| " + " | ".join(HEADERS) + " |", f"|{rule}|"]
+    lines += ["| " + " | ".join(_cells(row)) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: Sequence[Row], out_png: str | Path) -> Path:
+    """Accuracy against thinking time, one line per strategy and one panel per task."""
+    if not rows:
+        raise DatasetError("no results to plot")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display is needed or wanted
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise DeliberateError("plotting needs matplotlib: pip install 'deliberate[plot]'") from None
+    tasks = sorted({row.task for row in rows})
+    figure, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), sharey=True, squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        mine = [row for row in rows if row.task == task]
+        strategies = sorted({row.strategy for row in mine})
+        for i, strategy in enumerate(strategies):
+            line = sorted((row for row in mine if row.strategy == strategy), key=lambda row: row.think)
+            dodge = 1.04 ** (i - (len(strategies) - 1) / 2)  # side by side, so error bars do not hide each other
+            ax.errorbar(
+                [row.think * dodge for row in line],
+                [row.accuracy for row in line],
+                yerr=[[row.accuracy - row.low for row in line], [row.high - row.accuracy for row in line]],
+                marker="o", capsize=3, label=strategy,
+            )
+        thinks = sorted({row.think for row in mine})
+        ax.set_xscale("log")
+        ax.minorticks_off()  # only the budgets that were run get a tick
+        ax.set_xticks(thinks, [_think(t) for t in thinks])
+        ax.set_ylim(-0.03, 1.03)
+        ax.margins(x=0.15)
+        ax.set_title(task)
+        ax.set_xlabel("thinking time per question (log scale)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    axes[0][0].set_ylabel("accuracy (95% Wilson interval)")
+    figure.tight_layout()
+    out = Path(out_png)
+    try:
+        figure.savefig(out, dpi=150)
+    except OSError as exc:
+        raise DeliberateError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    finally:
+        plt.close(figure)
+    return out

@@ -1,0 +1,351 @@
+"""Run a benchmark grid: every item under every (strategy, thinking time), one JSONL record each.
+
+The results file is the run's only state. Each record is appended and fsynced as soon
+as its item is done, so an interrupted run loses at most the item in flight, and a
+second run with the same arguments skips what is already there (resume). A server
+that goes away mid-run costs waiting time, not records: the item is retried.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import tenacity
+
+from deliberate.benchmarks.datasets import Item, load, score
+from deliberate.errors import BackendError, ContextOverflowError, DatasetError, UsageError
+
+log = logging.getLogger("deliberate.bench")
+
+RETRY_ATTEMPTS = 8  # waits of 2, 4, 8, 16, 30, 30, 30 s: about two minutes for a server to restart
+
+Record = dict[str, Any]
+Cell = tuple[Item, str, float]  # one question under one strategy and thinking time
+
+
+def run(
+    kind: str,
+    data: str | Path,
+    *,
+    strategies: list[str],
+    thinks: list[float | str],
+    limit: int | None = None,
+    start: int = 0,
+    seed: int = 0,
+    model: Any = None,
+    out: str | Path,
+    verifier: bool = True,
+    concurrency: int = 1,
+    on_record: Callable[[Record], None] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+    trace_dir: str | Path | None = None,
+    options: Mapping[str, Any] | Iterable[str] | None = None,
+    retry_wait: float = 2.0,
+) -> list[Record]:
+    """Solve items ``start`` to ``start + limit`` of a dataset under every strategy and budget.
+
+    ``model`` is a GGUF path, a server URL, a backend object or None (the embedded
+    model); it is opened once for the whole grid. Records already in ``out`` are kept
+    and their cells skipped. ``on_start(todo, done)`` is told the work before it starts
+    and ``on_record(record)`` each new record. Returns the grid's records, old and new.
+    """
+    from deliberate import strategies as registry
+    from deliberate.backends import open_backend
+    from deliberate.duration import parse_duration
+
+    if not strategies or not thinks:
+        raise UsageError("give at least one strategy and one thinking time")
+    if concurrency < 1:
+        raise UsageError(f"concurrency must be at least 1, got {concurrency}")
+    _check_concurrency(model, concurrency)
+    given = _given_options(options)
+    for name in strategies:  # an unknown strategy or option fails before the model loads
+        registry.make(name, given)
+    names = list(dict.fromkeys(strategies))  # a repeated --strategy or --think runs once
+    budgets = list(dict.fromkeys(parse_duration(t) for t in thinks))
+    items = load(kind, data, start=start, limit=limit)
+    out = Path(out)
+    finished = {_key(record): record for record in repair(out)}
+    backend = open_backend(model)
+    owned = backend is not model
+    try:
+        solver = _Solver(kind, backend, _model_label(model, backend), seed, verifier, given, trace_dir, retry_wait)
+        cells = [(item, name, budget) for item in items for name in names for budget in budgets]
+        todo = [cell for cell in cells if solver.key(cell) not in finished]
+        if on_start:
+            on_start(len(todo), len(cells) - len(todo))
+        with _Appender(out) as appender:
+            def finish(cell: Cell) -> None:
+                record = solver.solve(cell)
+                with appender.lock:  # one writer at a time, and progress in step with the file
+                    appender.write(record)
+                    finished[_key(record)] = record
+                    if on_record:
+                        on_record(record)
+
+            if concurrency == 1:
+                for cell in todo:
+                    finish(cell)
+            else:
+                _run_parallel(finish, todo, concurrency, solver)
+        return [finished[solver.key(cell)] for cell in cells if solver.key(cell) in finished]
+    finally:
+        if owned:
+            backend.close()
+
+
+def _run_parallel(finish: Callable[[Cell], None], todo: list[Cell], concurrency: int, solver: _Solver) -> None:
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bench")
+    try:
+        for future in as_completed([pool.submit(finish, cell) for cell in todo]):
+            future.result()
+    except BaseException:
+        # Ctrl-C or a fatal error: end the searches in flight; their cells stay undone.
+        solver.stop()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Solver:
+    """Solves one cell into a record, retrying when the backend fails for a while."""
+
+    def __init__(
+        self, kind: str, backend: Any, model_label: str, seed: int, verifier: bool,
+        options: dict[str, str], trace_dir: str | Path | None, retry_wait: float,
+    ) -> None:
+        from deliberate.clock import MonotonicClock
+
+        self.kind, self.backend, self.model_label = kind, backend, model_label
+        self.seed, self.verifier, self.options = seed, verifier, options
+        self.trace_dir = Path(trace_dir) if trace_dir is not None else None
+        self.clock = getattr(backend, "clock", None) or MonotonicClock()
+        self.retry_wait = retry_wait
+        self.stopping = threading.Event()
+        self.live: set[Any] = set()  # deadlines of the searches in flight
+        self.lock = threading.Lock()
+        if self.trace_dir is not None:
+            self.trace_dir.mkdir(parents=True, exist_ok=True)
+
+    def key(self, cell: Cell) -> tuple[Any, ...]:
+        item, strategy, think = cell
+        return _key({"task": self.kind, "id": item.id, "strategy": strategy, "think": think, "seed": self.seed,
+                     "verifier": self.verifier, "options": self.options, "model": self.model_label})
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with self.lock:
+            for deadline in self.live:
+                deadline.cancel()
+
+    def solve(self, cell: Cell) -> Record:
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_transient),
+            wait=tenacity.wait_exponential(multiplier=self.retry_wait, max=30),
+            stop=tenacity.stop_after_attempt(RETRY_ATTEMPTS),
+            sleep=self._sleep,
+            before_sleep=lambda state: log.warning(
+                "item %s: %s; retrying (attempt %d of %d)", cell[0].id, state.outcome.exception(),
+                state.attempt_number + 1, RETRY_ATTEMPTS,
+            ),
+            reraise=True,
+        )
+        return retrying(self._attempt, cell)
+
+    def _sleep(self, seconds: float) -> None:
+        if self.stopping.wait(seconds):
+            raise KeyboardInterrupt
+
+    def _attempt(self, cell: Cell) -> Record:
+        from deliberate.api import think
+        from deliberate.clock import Deadline
+
+        item, strategy, budget = cell
+        if self.stopping.is_set():
+            raise KeyboardInterrupt
+        deadline = Deadline(self.clock)  # think() sets the time; we keep the cancel switch
+        trace = self._trace_path(cell)
+        with self.lock:
+            self.live.add(deadline)
+        try:
+            result = think(
+                item.question, task=item.task, strategy=strategy, model=self.backend, think=budget,
+                seed=self.seed, verifier=self.verifier, options=self.options, trace=trace, deadline=deadline,
+            )
+        except ContextOverflowError as exc:  # this question cannot fit; the next one may
+            return self._record(cell, None, error=str(exc))
+        finally:
+            with self.lock:
+                self.live.discard(deadline)
+        if result.stats.stop_reason == "interrupted":
+            raise KeyboardInterrupt  # think() caught Ctrl-C; an interrupted search is no result
+        self._check_server()
+        return self._record(cell, result, trace=trace)
+
+    def _check_server(self) -> None:
+        """Raise ``ServerError`` if the model server is away now.
+
+        A request that fails close to the deadline comes back as a sample cut off by the
+        deadline, so an outage can pass for a hard question. One look at the server after
+        each item tells them apart: while it is away, the item is redone, not recorded.
+        """
+        server = sys.modules.get("deliberate.backends.server")
+        if server is not None and isinstance(self.backend, server.ServerBackend):
+            self.backend._probe()
+
+    def _record(self, cell: Cell, result: Any, *, trace: Path | None = None, error: str | None = None) -> Record:
+        item, strategy, budget = cell
+        answer = result.answer if result is not None else None
+        stats = result.stats if result is not None else None
+        record: Record = {
+            "id": item.id, "task": self.kind, "question": item.question, "gold": item.gold,
+            "answer": answer, "correct": score(self.kind, answer, item), "solved": bool(result and result.solved),
+            "seconds": stats.thinking_seconds if stats else 0.0, "tokens": stats.tokens if stats else 0,
+            "nodes": stats.nodes if stats else 0, "stop_reason": stats.stop_reason if stats else "error",
+            "model": self.model_label, "seed": self.seed, "strategy": strategy, "think": budget,
+            "verifier": self.verifier, "options": self.options,
+        }
+        if trace is not None:
+            record["trace"] = str(trace)
+        if error is not None:
+            record["error"] = error
+        return record
+
+    def _trace_path(self, cell: Cell) -> Path | None:
+        if self.trace_dir is None:
+            return None
+        item, strategy, budget = cell
+        name = f"{self.kind}_{item.id}_{strategy}_{budget:g}s_seed{self.seed}{'' if self.verifier else '_noverifier'}"
+        return self.trace_dir / (re.sub(r"[^A-Za-z0-9._-]+", "_", name) + ".json")  # ids such as "test/algebra/1.json"
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, BackendError) and not isinstance(exc, ContextOverflowError)
+
+
+def _key(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What makes two records the same cell; a record matching a planned cell is not redone."""
+    return (
+        str(record.get("task")), str(record.get("id")), record.get("strategy"), float(record.get("think") or 0),
+        record.get("seed"), bool(record.get("verifier", True)),
+        json.dumps(record.get("options") or {}, sort_keys=True), record.get("model"),
+    )
+
+
+def _given_options(options: Mapping[str, Any] | Iterable[str] | None) -> dict[str, str]:
+    """The user's strategy options as a plain dict, one spelling per key."""
+    if options is None:
+        return {}
+    if isinstance(options, Mapping):
+        pairs = options.items()
+    else:
+        pairs = [str(item).partition("=")[::2] for item in options]
+        for item, (key, _) in zip(options, pairs):
+            if "=" not in str(item) or not key.strip():
+                raise UsageError(f"option {item!r} must look like key=value")
+    return {str(k).strip().replace("-", "_"): str(v).strip() for k, v in pairs}
+
+
+def _check_concurrency(model: Any, concurrency: int) -> None:
+    from deliberate.models import is_server_url
+
+    if concurrency == 1 or is_server_url(model):
+        return
+    llama = sys.modules.get("deliberate.backends.llama")  # never imported: it cannot be a LlamaBackend
+    in_process = model is None or isinstance(model, (str, os.PathLike)) or (
+        llama is not None and isinstance(model, llama.LlamaBackend)
+    )
+    if in_process:
+        raise UsageError(
+            "concurrency above 1 needs a model server (--model http://HOST:PORT/v1): "
+            "the in-process llama.cpp backend runs one search at a time"
+        )
+
+
+def _model_label(model: Any, backend: Any) -> str:
+    """The model's file name, or the server URL."""
+    from deliberate.models import is_server_url
+
+    if is_server_url(model):
+        return str(model)
+    path = getattr(getattr(backend, "model", None), "path", None)
+    if isinstance(path, Path):
+        return path.name
+    return str(backend.describe().get("model", "unknown"))
+
+
+def repair(path: Path) -> list[Record]:
+    """The finished records in a results file, after cutting off a half-written last line.
+
+    Only the last line can be half-written (records are appended whole and fsynced),
+    so a bad line anywhere else is an error rather than something to delete.
+    """
+    if not path.exists():
+        return []
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"cannot read results file {path}: {exc.strerror or exc}") from exc
+    records, offset = [], 0
+    lines = data.split(b"\n")
+    for number, raw in enumerate(lines, 1):
+        last = number == len(lines) or (number == len(lines) - 1 and not lines[-1].strip())
+        try:
+            record = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            if not last:
+                raise DatasetError(f"{path.name} line {number}: not valid JSON; fix or remove it to resume") from None
+            log.warning("%s line %d: cutting off a half-written record", path.name, number)
+            with path.open("r+b") as handle:
+                handle.truncate(offset)
+                os.fsync(handle.fileno())
+            break
+        if record is not None:
+            if not isinstance(record, dict):
+                raise DatasetError(f"{path.name} line {number}: not a JSON object")
+            records.append(record)
+        offset += len(raw) + 1
+    return records
+
+
+class _Appender:
+    """Appends whole records to a JSONL file, each flushed and fsynced before the next."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.handle = path.open("ab", buffering=0)
+            # A last record without its newline (written by hand, say) must not run into ours.
+            if self.handle.tell() > 0 and not path.read_bytes().endswith(b"\n"):
+                self._put(b"\n")
+        except OSError as exc:
+            raise DatasetError(f"cannot write results file {path}: {exc.strerror or exc}") from exc
+
+    def write(self, record: Record) -> None:
+        try:
+            self._put((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+        except OSError as exc:
+            raise DatasetError(f"cannot write results file {self.path}: {exc.strerror or exc}") from exc
+
+    def _put(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[self.handle.write(view) :]
+        os.fsync(self.handle.fileno())
+
+    def __enter__(self) -> _Appender:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.handle.close()

@@ -1,0 +1,333 @@
+"""The benchmark runner and the ``deliberate bench`` commands, on the scripted backend.
+
+A responder plays the model for Game of 24: after an opening such as "10 - 4 =" it
+writes the right (or a wrong) result. Prompts show the numbers left as "Input: ...",
+so a four-number input is an item's root and tells which item is being solved.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from deliberate.backends.base import GenerateRequest
+from deliberate.backends.scripted import ScriptedBackend
+from deliberate.backends.server import ServerBackend
+from deliberate.benchmarks.runner import run
+from deliberate.calculator import evaluate, format_number
+from deliberate.cli import app
+from deliberate.errors import (
+    BackendError,
+    CalculatorError,
+    ContextOverflowError,
+    DatasetError,
+    UnknownNameError,
+    UsageError,
+)
+
+PUZZLES = ["1 1 4 6", "1 1 11 11", "4 5 6 10"]
+FIELDS = {"id", "task", "question", "gold", "answer", "correct", "solved", "seconds", "tokens", "nodes",
+          "stop_reason", "model", "seed", "strategy", "think", "verifier", "options"}
+
+
+class Player:
+    """Computes each opened step right (or wrong, with ``wrong``); ``raise_on`` maps a puzzle
+    to the exceptions to raise, one per call, before it answers normally."""
+
+    def __init__(self, *, wrong: bool = False, raise_on: dict[str, list[BaseException]] | None = None) -> None:
+        self.wrong = wrong
+        self.raise_on = raise_on or {}
+        self.roots: Counter[str] = Counter()  # generate calls per item root
+
+    def __call__(self, prompt: str, request: GenerateRequest, seed: int) -> str:
+        left = re.findall(r"Input: ([^\n]*)\n", prompt)[-1]
+        if len(left.split()) == 4:
+            self.roots[left] += 1
+            if self.raise_on.get(left):
+                raise self.raise_on[left].pop(0)
+        opened = re.search(r"(\S+) ([-+*/]) (\S+) =$", prompt)
+        if not opened:
+            return "\n"
+        try:
+            value = evaluate(f"{opened[1]} {opened[2]} {opened[3]}")
+        except CalculatorError:
+            return " 0\n"
+        return f" {format_number(value + 1 if self.wrong else value)}\n"
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    path = tmp_path / "24.csv"
+    path.write_text("Rank,Puzzles\n" + "".join(f"{i},{p}\n" for i, p in enumerate(PUZZLES, 1)))
+    return path
+
+
+def bench(data: Path, out: Path, player: Player, **kwargs: Any) -> list[dict[str, Any]]:
+    kwargs = {"strategies": ["bfs"], "thinks": [5.0], "retry_wait": 0.0, **kwargs}
+    return run("game24", data, model=ScriptedBackend(player), out=out, **kwargs)
+
+
+def lines(out: Path) -> list[dict[str, Any]]:
+    text = out.read_text()
+    assert text.endswith("\n")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_records_are_written_with_every_field(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results.jsonl"
+    records = bench(data, out, Player(), strategies=["bfs", "cot"], thinks=["5s", 2])
+    assert records == lines(out)
+    assert len(records) == len(PUZZLES) * 4
+    first = records[0]
+    assert set(first) == FIELDS
+    assert first["id"] == "1" and first["task"] == "game24" and first["gold"] == "1 1 4 6"
+    assert first["question"] == "Use the numbers 1 1 4 6 and + - * / to make 24."
+    assert (first["strategy"], first["think"], first["seed"], first["verifier"]) == ("bfs", 5.0, 0, True)
+    assert first["model"] == "scripted" and first["options"] == {}
+    assert first["correct"] and first["solved"] and first["answer"].endswith("= 24")
+    assert 0 < first["seconds"] <= 5.0 and first["tokens"] > 0 and first["nodes"] > 1
+    assert all(r["correct"] for r in records if r["strategy"] == "bfs")
+
+
+def test_wrong_steps_score_wrong(data: Path, tmp_path: Path) -> None:
+    records = bench(data, tmp_path / "r.jsonl", Player(wrong=True), verifier=False, thinks=[1.0])
+    assert len(records) == 3
+    assert not any(r["correct"] for r in records)
+    assert all(r["verifier"] is False for r in records)
+
+
+def test_resume_skips_finished_cells(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    bench(data, out, Player(), limit=2)
+    player = Player()
+    records = bench(data, out, player)
+    assert set(player.roots) == {"4 5 6 10"}  # only the third item was solved again
+    assert [r["id"] for r in records] == ["1", "2", "3"]
+    assert len(lines(out)) == 3
+    other_seed = Player()
+    bench(data, out, other_seed, seed=1)  # a different cell: nothing is skipped
+    assert len(other_seed.roots) == 3 and len(lines(out)) == 6
+
+
+def test_half_written_last_line_is_cut_off(data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "r.jsonl"
+    bench(data, out, Player(), limit=2)
+    with out.open("a") as handle:
+        handle.write('{"id": "3", "task": "game24", "que')
+    with caplog.at_level(logging.WARNING, logger="deliberate.bench"):
+        records = bench(data, out, Player())
+    assert "line 3: cutting off a half-written record" in caplog.text
+    assert [r["id"] for r in lines(out)] == ["1", "2", "3"]
+    assert records == lines(out)
+
+
+def test_unterminated_but_whole_last_line_is_kept(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    bench(data, out, Player(), limit=1)
+    out.write_text(out.read_text().rstrip("\n"))
+    player = Player()
+    bench(data, out, player)
+    assert "1 1 4 6" not in player.roots
+    assert [r["id"] for r in lines(out)] == ["1", "2", "3"]
+
+
+def test_bad_line_in_the_middle_is_an_error(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    bench(data, out, Player(), limit=2)
+    first, second = out.read_text().splitlines()
+    out.write_text(f"{first}\n{{oops\n{second}\n")
+    with pytest.raises(DatasetError, match=r"r.jsonl line 2: not valid JSON"):
+        bench(data, out, Player())
+    assert out.read_text() == f"{first}\n{{oops\n{second}\n"  # nothing was cut
+
+
+def test_interrupt_keeps_finished_records(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        bench(data, out, Player(raise_on={"4 5 6 10": [KeyboardInterrupt()]}))
+    assert [r["id"] for r in lines(out)] == ["1", "2"]
+    player = Player()
+    assert len(bench(data, out, player)) == 3
+    assert set(player.roots) == {"4 5 6 10"}
+
+
+def test_transient_backend_error_is_retried(data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "r.jsonl"
+    down = [BackendError("cannot reach the model server"), BackendError("cannot reach the model server")]
+    player = Player(raise_on={"1 1 11 11": down})
+    with caplog.at_level(logging.WARNING, logger="deliberate.bench"):
+        records = bench(data, out, player)
+    assert [r["id"] for r in records] == ["1", "2", "3"] and all(r["correct"] for r in records)
+    assert "item 2: cannot reach the model server; retrying" in caplog.text
+    assert lines(out) == records
+
+
+def test_backend_down_for_good_aborts_keeping_records(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    player = Player(raise_on={"1 1 11 11": [BackendError("server down") for _ in range(10)]})
+    with pytest.raises(BackendError, match="server down"):
+        bench(data, out, player)
+    assert [r["id"] for r in lines(out)] == ["1"]
+
+
+def test_context_overflow_is_a_wrong_answer_not_a_crash(data: Path, tmp_path: Path) -> None:
+    player = Player(raise_on={"1 1 11 11": [ContextOverflowError("prompt of 9000 tokens does not fit")]})
+    records = bench(data, tmp_path / "r.jsonl", player)
+    assert records[1]["correct"] is False and records[1]["stop_reason"] == "error"
+    assert "does not fit" in records[1]["error"]
+    assert records[2]["correct"]
+
+
+def test_traces_are_written(data: Path, tmp_path: Path) -> None:
+    records = bench(data, tmp_path / "r.jsonl", Player(), limit=1, trace_dir=tmp_path / "traces", options=["breadth=3"])
+    trace = Path(records[0]["trace"])
+    assert trace.parent == tmp_path / "traces" and trace.name == "game24_1_bfs_5s_seed0.json"
+    assert json.loads(trace.read_text())["meta"]["options"]["breadth"] == 3
+    assert records[0]["options"] == {"breadth": "3"}
+
+
+def test_concurrent_items_write_whole_records(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    records = bench(data, out, Player(), concurrency=2, thinks=[5.0, 10.0])
+    assert len(records) == 6
+    assert sorted((r["id"], r["think"]) for r in lines(out)) == sorted((r["id"], r["think"]) for r in records)
+
+
+def test_bad_arguments_fail_before_the_model_loads(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    missing = str(tmp_path / "missing.gguf")  # loading it would be a ModelError
+    with pytest.raises(UsageError, match="needs a model server"):
+        run("game24", data, strategies=["bfs"], thinks=[1], model=missing, out=out, concurrency=2)
+    with pytest.raises(UsageError, match="needs a model server"):
+        run("game24", data, strategies=["bfs"], thinks=[1], model=None, out=out, concurrency=2)
+    with pytest.raises(UnknownNameError, match="unknown strategy"):
+        run("game24", data, strategies=["nope"], thinks=[1], model=missing, out=out)
+    with pytest.raises(UnknownNameError, match="unknown option"):
+        run("game24", data, strategies=["bfs"], thinks=[1], model=missing, out=out, options=["depth=2"])
+    with pytest.raises(DatasetError, match="not found"):
+        run("game24", tmp_path / "nowhere", strategies=["bfs"], thinks=[1], model=missing, out=out)
+    assert not out.exists()
+
+
+# -- a model server that goes away -----------------------------------------------------
+
+
+class FlakyServer:
+    """An OpenAI-compatible server in a function (``httpx.MockTransport``) that plays ``Player``.
+
+    With ``outage_on`` set, it goes away at the first completion for that puzzle: each
+    completion stalls ``stall`` seconds and then fails to connect, until a client has
+    seen ``GET /models`` fail once (the server has been restarted since).
+    """
+
+    def __init__(self, player: Player, *, outage_on: str | None = None, stall: float = 0.0) -> None:
+        self.player, self.outage_on, self.stall = player, outage_on, stall
+        self.down = False
+        self.failed = Counter()  # failed requests by path
+        self.lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        with self.lock:
+            body = json.loads(request.content) if request.content else {}
+            if self.outage_on and f"Input: {self.outage_on}\n" in body.get("prompt", ""):
+                self.down, self.outage_on = True, None
+            down = self.down
+            if down:
+                self.failed[path] += 1
+                self.down = not path.endswith("/models")
+        if down:
+            time.sleep(self.stall if path.endswith("/completions") else 0.0)
+            raise httpx.ConnectError("fake: connection refused", request=request)
+        if path.endswith("/models"):
+            return httpx.Response(200, json={"data": [{"id": "fake-model"}]})
+        if "logprobs" in body:
+            top = {" sure": -0.5, " likely": -1.5, " impossible": -3.0}
+            choice = {"index": 0, "text": " sure", "logprobs": {"tokens": [" sure"], "top_logprobs": [top]}}
+            usage = {"prompt_tokens": 5, "completion_tokens": 1}
+            return httpx.Response(200, json={"choices": [choice], "usage": usage})
+        request = GenerateRequest(body["prompt"])
+        texts = [self.player(body["prompt"], request, body["seed"] + i) for i in range(body["n"])]
+        choices = [{"index": i, "text": text, "finish_reason": "stop"} for i, text in enumerate(texts)]
+        return httpx.Response(200, json={"choices": choices, "usage": {"prompt_tokens": 5, "completion_tokens": 2}})
+
+
+def test_server_outage_mid_item_loses_no_record(data: Path, tmp_path: Path) -> None:
+    # The outage stalls past the item's deadline, so the backend sees a cut-off sample, not
+    # an error. Without a look at the server afterwards, item 2 would be recorded as wrong.
+    # The wait before the retry lets the stalled requests of the first try drain.
+    fake = FlakyServer(Player(), outage_on="1 1 11 11", stall=1.1)
+    backend = ServerBackend("http://fake.test/v1", transport=httpx.MockTransport(fake), max_retries=2)
+    out = tmp_path / "r.jsonl"
+    records = run("game24", data, model=backend, strategies=["bfs"], thinks=[1.0], out=out, retry_wait=1.0)
+    assert fake.failed["/v1/completions"] >= 1
+    assert fake.failed["/v1/models"] == 1  # the runner's look after the item found the server away
+    assert [r["id"] for r in records] == ["1", "2", "3"]
+    assert all(r["correct"] for r in records) and records[0]["model"] == "fake-model"
+    assert lines(out) == records
+
+
+def test_concurrent_items_against_a_server(data: Path, tmp_path: Path) -> None:
+    backend = ServerBackend("http://fake.test/v1", transport=httpx.MockTransport(FlakyServer(Player())))
+    out = tmp_path / "r.jsonl"
+    records = run("game24", data, model=backend, strategies=["bfs", "cot"], thinks=[2.0], out=out, concurrency=3)
+    assert len(records) == 6 and all(r["correct"] for r in records if r["strategy"] == "bfs")
+    assert sorted(r["id"] + r["strategy"] for r in lines(out)) == sorted(r["id"] + r["strategy"] for r in records)
+
+
+# -- the command line -------------------------------------------------------------------
+
+
+def test_cli_report(tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    rows = [
+        {"id": str(i), "task": "game24", "strategy": "bfs", "think": 5.0, "correct": i < 3, "seconds": 2, "tokens": 20}
+        for i in range(4)  # 3 of 4 right
+    ]
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = CliRunner().invoke(app, ["bench", "report", str(out), "--markdown", "--plot", str(tmp_path / "a.png")])
+    assert result.exit_code == 0, result.output
+    assert "| game24 | bfs | 5s | 75.0% | 30.1%–95.4% | 4 | 2.0 | 10 |" in result.stdout
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+    result = CliRunner().invoke(app, ["bench", "report", str(out)])
+    assert result.exit_code == 0 and "75.0%" in result.stdout
+
+
+def test_cli_runs_the_grid_by_default(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The CLI takes no backend object, so the backend factory is swapped for the scripted one.
+    monkeypatch.setattr("deliberate.backends.open_backend", lambda model=None, **_: ScriptedBackend(Player()))
+    out = tmp_path / "r.jsonl"
+    args = ["bench", "game24", "--data", str(data), "--think", "5s", "--out", str(out), "--limit", "2"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert [r["id"] for r in lines(out)] == ["1", "2"]
+    assert "100.0%" in result.stderr  # the summary table
+
+
+def deliberate_command() -> list[str]:
+    script = Path(sys.executable).parent / "deliberate"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "deliberate.cli"]
+
+
+def test_cli_malformed_dataset_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "answer": "#### 1"}\n{oops\n')
+    done = subprocess.run(
+        [*deliberate_command(), "bench", "gsm8k", "--data", str(bad), "--out", str(tmp_path / "r.jsonl")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.strip() == "deliberate: error: bad.jsonl line 2: not valid JSON"

@@ -1,0 +1,128 @@
+"""Benchmark reports: the Wilson interval, aggregation, Markdown and the plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from deliberate.benchmarks.report import Row, plot, read_records, render_table, table, to_markdown, wilson
+from deliberate.errors import DatasetError
+
+
+@pytest.mark.parametrize(("successes", "n", "low", "high"), [
+    # Reference values: statsmodels proportion_confint(method="wilson").
+    (0, 10, 0.0, 0.277532),
+    (5, 10, 0.236593, 0.763407),
+    (10, 10, 0.722468, 1.0),
+    (1, 3, 0.061492, 0.792340),
+    (37, 100, 0.281824, 0.467795),
+])
+def test_wilson_known_values(successes: int, n: int, low: float, high: float) -> None:
+    got = wilson(successes, n)
+    assert got == pytest.approx((low, high), abs=1e-6)
+
+
+@pytest.mark.parametrize(("successes", "n"), [(1, 2), (37, 100), (999, 1000)])
+def test_wilson_bounds_solve_the_score_equation(successes: int, n: int) -> None:
+    # Each bound p0 is a p for which the observed share is exactly z standard errors away.
+    p = successes / n
+    for p0 in wilson(successes, n):
+        assert (p - p0) ** 2 == pytest.approx(1.959963984540054**2 * p0 * (1 - p0) / n, rel=1e-9)
+
+
+def test_wilson_empty_sample_is_uninformative() -> None:
+    assert wilson(0, 0) == (0.0, 1.0)
+
+
+def record(task: str, strategy: str, think: float, correct: bool, seconds: float, tokens: int, **extra: object) -> dict:
+    return {
+        "task": task, "strategy": strategy, "think": think, "correct": correct, "seconds": seconds, "tokens": tokens,
+        **extra,
+    }
+
+
+RECORDS = [
+    record("game24", "bfs", 60.0, True, 30.0, 300),
+    record("game24", "bfs", 5.0, True, 4.0, 40),
+    record("game24", "bfs", 5.0, False, 5.0, 60),
+    record("game24", "bfs", 5.0, True, 1.0, 0),
+    record("game24", "cot", 5.0, False, 2.0, 20),
+    record("gsm8k", "bfs", 5.0, True, 5.0, 50, verifier=False),
+    record("gsm8k", "bfs", 5.0, False, 3.0, 30),
+]
+
+
+def test_table_aggregates_and_sorts() -> None:
+    rows = table(RECORDS)
+    assert [(r.task, r.strategy, r.think, r.n, r.correct) for r in rows] == [
+        ("game24", "bfs", 5.0, 3, 2),
+        ("game24", "bfs", 60.0, 1, 1),
+        ("game24", "cot", 5.0, 1, 0),
+        ("gsm8k", "bfs", 5.0, 1, 0),
+        ("gsm8k", "bfs --no-verifier", 5.0, 1, 1),  # never merged with verified runs
+    ]
+    first = rows[0]
+    assert first.accuracy == pytest.approx(2 / 3)
+    assert (first.low, first.high) == pytest.approx(wilson(2, 3))
+    assert first.seconds == pytest.approx(10.0 / 3)
+    assert first.tokens_per_second == pytest.approx(100 / 10.0)  # sum of tokens over sum of seconds
+
+
+def test_table_rejects_records_without_keys() -> None:
+    with pytest.raises(DatasetError, match="lacks task, strategy or think"):
+        table([{"task": "game24", "correct": True}])
+
+
+def test_read_records(tmp_path: Path) -> None:
+    a = tmp_path / "a.jsonl"
+    b = tmp_path / "b.jsonl"
+    a.write_text("".join(json.dumps(r) + "\n" for r in RECORDS[:3]) + "\n")
+    b.write_text(json.dumps(RECORDS[3]) + "\n" + '{"task": "game24", "strat')  # a record still being written
+    assert read_records([a, b]) == RECORDS[:4]
+    assert read_records(str(a)) == RECORDS[:3]
+
+
+def test_read_records_names_bad_lines(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(RECORDS[0]) + "\n{oops\n" + json.dumps(RECORDS[1]) + "\n")
+    with pytest.raises(DatasetError, match=r"bad.jsonl line 2: not valid JSON"):
+        read_records([bad])
+    bad.write_text("[1, 2]\n")
+    with pytest.raises(DatasetError, match=r"bad.jsonl line 1: not a JSON object"):
+        read_records([bad])
+    with pytest.raises(DatasetError, match="results file not found"):
+        read_records([tmp_path / "missing.jsonl"])
+
+
+def test_markdown() -> None:
+    text = to_markdown(table(RECORDS))
+    lines = text.splitlines()
+    assert lines[0] == "| task | strategy | think | accuracy | 95% CI | n | mean s | tok/s |"
+    assert lines[1].startswith("|---|---|--:")
+    assert lines[2] == "| game24 | bfs | 5s | 66.7% | 20.8%–93.9% | 3 | 3.3 | 10 |"
+    assert len(lines) == 2 + 5
+    assert to_markdown([Row("game24", "bfs", 0.5, 1, 1, 1.0, 0.2, 1.0, 0.5, 0.0)]).count("500ms") == 1
+
+
+def test_render_table() -> None:
+    from rich.console import Console
+
+    console = Console(width=120, record=True)
+    console.print(render_table(table(RECORDS)))
+    shown = console.export_text()
+    assert "66.7%" in shown and "bfs --no-verifier" in shown
+
+
+def test_plot_writes_a_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    out = plot(table(RECORDS), tmp_path / "accuracy.png")
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(data) > 5000
+
+
+def test_plot_errors(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="no results"):
+        plot([], tmp_path / "x.png")
