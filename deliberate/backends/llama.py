@@ -116,7 +116,17 @@ class LlamaBackend:
         self._prefill_rate = 2000.0  # tokens/s, refined as we go; sizes chunks near the deadline
         self._step_seconds = 0.0  # the last decode step's duration
         self._feed_offsets: dict[int, int] = {}  # seq -> prompt tokens it shared from the cache
+        self._warm_up()
         self.load_seconds = time.perf_counter() - started
+
+    def _warm_up(self) -> None:
+        # llama.cpp sizes its compute buffers on the first decode; pay that (up to a
+        # second on CPU) while loading, not out of the first search's thinking budget.
+        tokens = self.model.tokenize("Warm up the context with a full batch of text. " * 40)[: min(self.n_batch, self.n_ctx_seq - 1)]
+        for i, token in enumerate(tokens):
+            self._put(i, token, i, 0, i == len(tokens) - 1)
+        self._decode(len(tokens))
+        lc.llama_memory_seq_rm(self.memory, 0, -1, -1)
 
     # -- the protocol ----------------------------------------------------------
     def generate(self, requests: Sequence[GenerateRequest], deadline: Deadline) -> list[list[Sample]]:
