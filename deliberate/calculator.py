@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from fractions import Fraction
 
 from deliberate.errors import CalculatorError
@@ -36,7 +37,12 @@ def evaluate(expression: str) -> Fraction:
     """The exact value of an arithmetic expression, or ``CalculatorError``."""
     if not isinstance(expression, str):
         raise CalculatorError("expression must be text")
-    text = normalize(expression).strip()
+    # Bound the length before any other work, so a megabyte of input is rejected at once.
+    # Normalizing never shortens the text, so this check loses nothing.
+    text = expression.strip()
+    if len(text) > MAX_LENGTH:
+        raise CalculatorError(f"expression longer than {MAX_LENGTH} characters")
+    text = normalize(text).strip()
     if not text:
         raise CalculatorError("empty expression")
     if len(text) > MAX_LENGTH:
@@ -44,7 +50,10 @@ def evaluate(expression: str) -> Fraction:
     if _max_bracket_depth(text) > MAX_DEPTH:
         raise CalculatorError(f"expression nested deeper than {MAX_DEPTH}")
     try:
-        tree = ast.parse(text, mode="eval")
+        with warnings.catch_warnings():
+            # "1if" or "2j3" would print a SyntaxWarning on the user's terminal.
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text, mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         raise CalculatorError(f"not an arithmetic expression: {expression!r}") from exc
     return _walk(tree.body, 0)

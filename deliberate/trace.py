@@ -47,16 +47,22 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
     folder = target.parent if str(target.parent) else Path(".")
     try:
         fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise TraceError(f"cannot write trace {target}: {exc.strerror or exc}") from exc
+    try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, ensure_ascii=False)
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, target)
-    except OSError as exc:
-        if "temp" in locals():
-            Path(temp).unlink(missing_ok=True)
-        raise TraceError(f"cannot write trace {target}: {exc.strerror or exc}") from exc
+    except BaseException as exc:
+        # Whatever stopped the write (a full disk, unserializable data, Ctrl-C), the
+        # old file stays as it was and no temporary file is left beside it.
+        Path(temp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise TraceError(f"cannot write trace {target}: {exc.strerror or exc}") from exc
+        raise
     return target
 
 

@@ -77,6 +77,10 @@ class ScriptedBackend:
             step += 1
             for j, (_, tokens) in enumerate(planned):
                 produced[j] = min(step, len(tokens))
+        if step < longest:
+            # Cut off: a real model decodes until the deadline, so time runs out exactly.
+            # Without this a fake clock could stop a hair short of the deadline forever.
+            self._run_out(deadline)
         results: list[list[Sample]] = []
         j = 0
         for request in requests:
@@ -104,6 +108,8 @@ class ScriptedBackend:
         self, prompts: Sequence[str], labels: Sequence[str], deadline: Deadline, *, special: bool = False
     ) -> list[dict[str, float]]:
         if deadline.remaining() < self.seconds_per_score:
+            if prompts:
+                self._run_out(deadline)
             return [{} for _ in prompts]
         results = []
         for prompt in prompts:
@@ -113,6 +119,9 @@ class ScriptedBackend:
         if prompts:
             self.clock.advance(self.seconds_per_score)
         return results
+
+    def _run_out(self, deadline: Deadline) -> None:
+        self.clock.advance(deadline.remaining())  # lands on the deadline exactly
 
     def format_chat(self, messages: Sequence[dict[str, str]]) -> str:
         body = "".join(f"<{m['role']}>{m['content']}</{m['role']}>\n" for m in messages)
