@@ -100,7 +100,7 @@ class Search:
         self.graph = graph
         self.events: list[Event] = events if events is not None else []
         self._chat = backend.format_chat if self.config.chat else None
-        self._merged_into: dict[int, list[int]] = {}  # the last expand's merges, per node
+        self._merged_into: dict[int, list[int]] = {}  # the last expand's merges, per listing
 
     # -- time --------------------------------------------------------------------
     def elapsed(self) -> float:
@@ -155,58 +155,72 @@ class Search:
         self.check()
         mode = mode or self.config.mode or self.task.mode
         temperature = self.config.temperature if temperature is None else temperature
-        plans: list[tuple[int, str, GenerateRequest, bool]] = []
-        for node in nodes:
+        # One plan per request: (listing index, node, opening, request, proposing). A node
+        # listed twice (rollouts from the root) is two listings with their own samples.
+        plans: list[tuple[int, int, str, GenerateRequest, bool]] = []
+        asked: dict[int, int] = {}  # samples planned per node in this call, for fresh seeds
+        for index, node in enumerate(nodes):
             if self.graph.status(node) not in OPEN:
                 continue
             state = self.graph[node]["state"]
-            attempt = self.graph[node]["expansions"] + sum(1 for p in plans if p[0] == node)
-            seed = derive_seed(self.graph[node]["seed"], 1_000_003 + attempt)
+            listing = sum(1 for p in plans if p[1] == node and p[0] != index)
+            attempt = self.graph[node]["expansions"] + listing
+            # Seeds count every sample ever asked of this node, so no call repeats one.
+            seed = derive_seed(self.graph[node]["seed"], 1_000_003 + self.graph[node].get("tried", 0) + asked.get(node, 0))
             prompt = self.task.propose_prompt(self.question, state) if mode == "propose" else None
             if prompt is not None:
                 request = self._request(prompt.render(self._chat), max(1, math.ceil(k / 3)), seed, temperature, True)
-                plans.append((node, "", request, True))
+                plans.append((index, node, "", request, True))
+                asked[node] = asked.get(node, 0) + request.n
                 continue
             text = self.task.step_prompt(self.question, state).render(self._chat)
             # Openings ("5 *", "10 -") start each sampled step differently; a small base model
             # otherwise proposes the same step again and again.
-            offered = self.task.openings(state)
-            # An opening that already gave a valid step is not asked again: under the
-            # verifier a checked step has one right completion, so a repeat could only
-            # merge into the child we have.
-            done = self.graph[node].get("openings_done", [])
-            openings = [o for o in offered if o not in done]
-            if offered and not openings:
-                continue  # every opening of this state has its thought already
+            openings = self.task.openings(state)
+            if not rollout:
+                # An opening that already gave a valid step is not asked again: under the
+                # verifier a checked step has one right completion, so a repeat could only
+                # merge into the child we have. (A rollout may repeat one: it follows
+                # the merge down the tree.)
+                done = self.graph[node].get("openings_done", [])
+                fresh = [o for o in openings if o not in done]
+                if openings and not fresh:
+                    continue  # every opening of this state has its thought already
+                openings = fresh
             # Rollouts start from a seeded opening: always taking the first would make
             # every rollout from a state try the same operation.
             start = derive_seed(seed, 17) % max(1, len(openings)) if rollout else attempt * k
             for j, (opening, n) in enumerate(_spread(k, openings, start)):
                 request = self._request(text + opening, n, derive_seed(seed, j), temperature, False)
-                plans.append((node, opening, request, False))
+                plans.append((index, node, opening, request, False))
+                asked[node] = asked.get(node, 0) + n
         if not plans:
             return [[] for _ in nodes]
-        results = self.backend.generate([p[2] for p in plans], self._explore_deadline())
-        children: dict[int, list[int]] = {node: [] for node in nodes}
+        results = self.backend.generate([p[3] for p in plans], self._explore_deadline())
+        children: list[list[int]] = [[] for _ in nodes]
         self._merged_into = {}
-        expanded = list(dict.fromkeys(p[0] for p in plans))
-        for (node, opening, _, proposing), samples in zip(plans, results):
-            children[node].extend(self._add_children(node, opening, samples, proposing, rollout))
-        for node, _, request, _ in plans:
+        for (index, node, opening, _, proposing), samples in zip(plans, results):
+            children[index].extend(self._add_children(index, node, opening, samples, proposing, rollout))
+        for _, node, _, request, _ in plans:
             self.graph[node]["tried"] = self.graph[node].get("tried", 0) + request.n
+        expanded = list(dict.fromkeys(p[1] for p in plans))
         for node in expanded:
             self.graph[node]["expansions"] += 1
             if self.graph.status(node) == "open":
                 self.graph.set_status(node, "expanded")
         self.stats.expansions += len(expanded)
+        per_node: dict[int, list[int]] = {node: [] for node in expanded}
+        for index, node in enumerate(nodes):
+            if node in per_node:
+                per_node[node].extend(children[index])
         self.emit(
             "expand",
             nodes=expanded,
-            children=[children[n] for n in expanded],
-            mode="propose" if plans[0][3] else "sample",
+            children=[per_node[n] for n in expanded],
+            mode="propose" if plans[0][4] else "sample",
             tokens=sum(s.completion_tokens for samples in results for s in samples),
         )
-        return [children[node] for node in nodes]
+        return children
 
     def _request(self, prompt: str, n: int, seed: int, temperature: float, proposing: bool) -> GenerateRequest:
         return GenerateRequest(
@@ -222,7 +236,7 @@ class Search:
         )
 
     def _add_children(
-        self, node: int, opening: str, samples: list[Sample], proposing: bool, rollout: bool
+        self, index: int, node: int, opening: str, samples: list[Sample], proposing: bool, rollout: bool
     ) -> list[int]:
         state = self.graph[node]["state"]
         verify = self.config.verifier
@@ -268,7 +282,7 @@ class Search:
                 if merged:
                     self.stats.merged += 1
                     if child not in self.graph.path(node):
-                        self._merged_into.setdefault(node, []).append(child)
+                        self._merged_into.setdefault(index, []).append(child)
                     continue
                 self.graph[child]["rollout"] = rollout
                 self._judge_if_final(child)
@@ -384,13 +398,12 @@ class Search:
             if not active:
                 return [tip if tip is not None and self.is_terminal(tip) else None for tip in tips]
             steps = self.expand([tips[i] for i in active], 1, mode="sample", temperature=temperature, rollout=True)  # type: ignore[misc]
-            for i, new in zip(active, steps):
-                tip = tips[i]
+            for listing, (i, new) in enumerate(zip(active, steps)):
                 if new:
                     tips[i], misses[i] = new[0], 0
                     continue
                 # A step into a state the graph already has: carry on from that node.
-                follow = self._merged_into.get(tip, [])  # type: ignore[arg-type]
+                follow = self._merged_into.get(listing, [])
                 if follow and (self.graph.status(follow[-1]) in OPEN or self.is_terminal(follow[-1])):
                     tips[i], misses[i] = follow[-1], 0
                     continue
@@ -411,7 +424,9 @@ class Search:
         if not finals:
             return None
         if self.config.answer_by == "vote":
-            votes = Counter(self.graph[n]["answer"] for n in finals)
+            votes: Counter[str] = Counter()
+            for n in finals:  # a node reached again by other chains counts once per chain
+                votes[self.graph[n]["answer"]] += 1 + len(self.graph[n]["aliases"])
             top = max(votes.values())
             finals = [n for n in finals if votes[self.graph[n]["answer"]] == top]
         return max(finals, key=lambda n: (self.graph.value(n) or 0.0, -self.graph[n]["created"]))

@@ -3,7 +3,7 @@
 Every beam state gets ``k`` sampled continuations in one batched call, all children
 are judged together, and the best ``width`` non-final ones form the next beam; the
 others are pruned. When the beam empties (every state final or dead), a new beam
-starts from the root with fresh seeds, until the budget ends.
+starts from the best states that still have thoughts to try, until none is left.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from deliberate.strategies.base import by_value
 class Options:
     width: int = 4
     k: int = 4  # samples per beam state
-    max_restarts: int = 1000
 
 
 class Beam:
@@ -33,17 +32,16 @@ class Beam:
         pass
 
     def run(self, search: Search) -> None:
-        idle = 0
-        for _ in range(self.options.max_restarts):
-            beam, grew = [ROOT], False
+        beam = [ROOT]
+        while beam:
             while beam:
                 children = [c for group in search.expand(beam, self.options.k, mode="sample") for c in group]
                 search.evaluate(children)
-                grew |= bool(children)
                 ranked = by_value(search, [c for c in children if not search.is_terminal(c)])
                 beam = ranked[: self.options.width]
                 for dropped in ranked[self.options.width :]:
                     search.prune(dropped, "outside the beam")
-            idle = 0 if grew else idle + 1
-            if idle >= 3:
-                return  # three restarts found nothing new: the space is exhausted
+            # The beam ran dry: start a new one from the best states with thoughts left to try.
+            graph = search.graph
+            left = [n for n in graph.with_status("open", "expanded") if not search.exhausted(n)]
+            beam = by_value(search, left)[: self.options.width]

@@ -85,7 +85,9 @@ class MonteCarlo:
         graph = search.graph
         node = ROOT
         while graph.status(node) == "expanded":
-            children = [c for c in graph.children(node) if graph.status(c) not in ("pruned", "failed")]
+            # Final children had their reward backed up when they were reached; picking
+            # one again would only repeat that, without asking the model anything.
+            children = [c for c in graph.children(node) if graph.status(c) in ("open", "expanded")]
             if not children:
                 if not search.exhausted(node):
                     return node  # expand again: openings are left to try

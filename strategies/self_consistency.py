@@ -32,5 +32,11 @@ class SelfConsistency:
             width = self.options.width
             if self.options.max_chains:
                 width = min(width, self.options.max_chains - sampled)
+            before = search.stats.tokens, len(search.graph)
             search.rollout([ROOT] * width, temperature=self.options.temperature)
             sampled += width
+            tokens, nodes = search.stats.tokens, len(search.graph)
+            if nodes == before[1] and (tokens == before[0] or search.budget is None):
+                # Nothing new: every chain is already in the graph. Under a time budget,
+                # resampled chains still add votes; under a node budget they never end it.
+                return

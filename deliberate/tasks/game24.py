@@ -72,8 +72,10 @@ Judgement: sure
 _OPS = {"+", "-", "*", "/"}
 OPENING_STYLES = ("pair", "operation", "operand", "none")
 _NUM = r"-?\d+(?:\.\d+)?(?:\s*/\s*\d+)?"
+# An operand's fraction has no spaces, so "12 / 1/2" reads as 12 divided by 1/2.
+_OPERAND = r"-?\d+(?:\.\d+)?(?:/\d+)?"
 _STEP = re.compile(
-    rf"^\s*(?:step\s*\d*[:.)]\s*)?(?P<a>{_NUM})\s*(?P<op>[-+*/×x÷−])\s*(?P<b>{_NUM})\s*=\s*(?P<c>{_NUM})",
+    rf"^\s*(?:step\s*\d*[:.)]\s*)?(?P<a>{_OPERAND})\s*(?P<op>[-+*/×x÷−])\s*(?P<b>{_OPERAND})\s*=\s*(?P<c>{_NUM})",
     re.IGNORECASE,
 )
 _SYMBOL = {"×": "*", "x": "*", "X": "*", "÷": "/", "−": "-"}
@@ -196,7 +198,7 @@ class Game24Task:
             left.pop(i)
         if verify:
             try:
-                actual = evaluate(f"{format_number(a)} {op} {format_number(b)}")
+                actual = evaluate(f"({format_number(a)}) {op} ({format_number(b)})")
             except CalculatorError:
                 return None
             if actual != claimed:
