@@ -1,0 +1,199 @@
+"""The thought graph: a tree rooted at the question, with merged states and one value each."""
+
+from __future__ import annotations
+
+import json
+
+import networkx as nx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import assert_tree
+from deliberate.graph import ROOT, STATUSES, ThoughtGraph, settle_value
+
+
+def new_graph() -> ThoughtGraph:
+    return ThoughtGraph("Use 4 9 10 13 to make 24.", {"left": ["4", "9", "10", "13"]}, "4 9 10 13", seed=7)
+
+
+def child(graph: ThoughtGraph, parent: int, key: str, thought: str | None = None) -> tuple[int, bool]:
+    return graph.add_child(parent, thought or f"-> {key}", {"left": key.split()}, key, seed=len(graph), created=0.5)
+
+
+def test_root_is_the_question():
+    graph = new_graph()
+    assert len(graph) == 1
+    assert graph.question == "Use 4 9 10 13 to make 24."
+    assert graph.parent(ROOT) is None and graph.depth(ROOT) == 0
+    assert graph.status(ROOT) == "open" and graph.value(ROOT) is None
+    assert graph[ROOT]["seed"] == 7 and graph[ROOT]["thought"] == ""
+    assert graph.node_for_key("4 9 10 13") == ROOT
+
+
+def test_add_child_links_parent_depth_and_path():
+    graph = new_graph()
+    a, merged_a = child(graph, ROOT, "9 13 40")
+    b, merged_b = child(graph, a, "40 117")
+    c, _ = child(graph, ROOT, "10 13 36")
+    assert (merged_a, merged_b) == (False, False)
+    assert (a, b, c) == (1, 2, 3)  # ids are dense, in creation order
+    assert graph.children(ROOT) == [a, c]
+    assert graph.children(a) == [b]
+    assert graph.parent(b) == a and graph.depth(b) == 2
+    assert graph.path(b) == [ROOT, a, b]
+    assert list(graph.ancestors_and_self(b)) == [b, a, ROOT]
+    assert graph[b]["thought"] == "-> 40 117" and graph[b]["state"] == {"left": ["40", "117"]}
+    assert sorted(graph) == [0, 1, 2, 3]
+    assert_tree(graph)
+
+
+def test_tokens_recorded_on_new_child():
+    graph = new_graph()
+    node, _ = graph.add_child(ROOT, "t", {}, "k", seed=1, created=0.25, tokens=12)
+    assert graph[node]["tokens"] == 12 and graph[node]["created"] == 0.25 and graph[node]["seed"] == 1
+
+
+def test_identical_state_merges_into_one_node_that_shares_its_value():
+    graph = new_graph()
+    a, _ = child(graph, ROOT, "9 10 17", "4 + 13 = 17")
+    b, _ = child(graph, ROOT, "4 10 22", "9 + 13 = 22")
+    graph.add_value(a, 0.75, "value")
+    # "13 + 4" from the root and a longer route both reach the state "9 10 17".
+    again, merged = child(graph, ROOT, "9 10 17", "13 + 4 = 17")
+    deeper, _ = child(graph, b, "10 13 4", "...")
+    same, merged_deeper = child(graph, deeper, "9 10 17", "another way")
+    assert merged and merged_deeper
+    assert again == same == a
+    assert len(graph) == 4  # no node was added for either alias
+    assert graph[a]["aliases"] == [[ROOT, "13 + 4 = 17"], [deeper, "another way"]]
+    assert graph.value(again) == 0.75
+    assert graph.parent(a) == ROOT  # the first route stays the tree edge
+    assert_tree(graph)
+
+
+def test_merge_into_the_root_state_does_not_make_a_cycle():
+    graph = new_graph()
+    node, merged = child(graph, ROOT, "4 9 10 13")
+    assert merged and node == ROOT
+    assert_tree(graph)
+
+
+@pytest.mark.parametrize("status", STATUSES)
+def test_every_status_can_be_set(status):
+    graph = new_graph()
+    node, _ = child(graph, ROOT, "a")
+    graph.set_status(node, status)
+    assert graph.status(node) == status
+    assert graph.with_status(status) == ([ROOT] if status == "open" else []) + [node]
+
+
+def test_unknown_status_and_value_source_are_refused():
+    graph = new_graph()
+    with pytest.raises(ValueError, match="status"):
+        graph.set_status(ROOT, "sleeping")
+    with pytest.raises(ValueError, match="source"):
+        graph.add_value(ROOT, 1.0, "gut feeling")
+    assert graph.status(ROOT) == "open" and graph[ROOT]["values"] == []
+
+
+def test_with_status_filters_several_statuses():
+    graph = new_graph()
+    ids = [child(graph, ROOT, f"k{i}")[0] for i in range(4)]
+    graph.set_status(ids[0], "pruned")
+    graph.set_status(ids[1], "solved")
+    graph.set_status(ids[2], "failed")
+    assert graph.with_status("solved", "failed") == [ids[1], ids[2]]
+    assert graph.with_status("open") == [ROOT, ids[3]]
+
+
+def test_value_averages_model_judgements_and_a_verifier_overrides():
+    graph = new_graph()
+    node, _ = child(graph, ROOT, "a")
+    graph.add_value(node, 0.2, "value", {"sure": 0.1}, t=1.23456)
+    graph.add_value(node, 0.6, "vote")
+    assert graph.value(node) == pytest.approx(0.4)
+    graph.add_value(node, 0.0, "verifier")
+    assert graph.value(node) == 0.0
+    graph.add_value(node, 1.0, "value")
+    assert graph.value(node) == 0.0  # the verifier's word is final
+    assert graph[node]["values"][0] == {"value": 0.2, "source": "value", "detail": {"sure": 0.1}, "t": 1.2346}
+
+
+def test_settle_value():
+    assert settle_value([]) is None
+    assert settle_value([{"value": 1.0, "source": "rollout"}, {"value": 0.0, "source": "value"}]) == 0.5
+    assert settle_value([{"value": 0.0, "source": "verifier"}, {"value": 1.0, "source": "verifier"}]) == 1.0
+
+
+def sample_graph() -> ThoughtGraph:
+    graph = new_graph()
+    a, _ = child(graph, ROOT, "9 13 40")
+    b, _ = child(graph, a, "40 117")
+    c, _ = child(graph, b, "157")
+    child(graph, ROOT, "9 13 40", "merged")
+    graph.add_value(a, 0.5, "value", {"sure": 0.5})
+    graph.set_status(c, "failed")
+    graph[c]["answer"] = "((4 * 10) + (9 * 13)) = 157"
+    graph.set_status(ROOT, "expanded")
+    return graph
+
+
+def node_link_equal(one: ThoughtGraph, two: ThoughtGraph) -> None:
+    assert dict(one.g.nodes(data=True)) == dict(two.g.nodes(data=True))
+    assert sorted(one.g.edges) == sorted(two.g.edges)
+    assert one.g.graph == two.g.graph
+
+
+def test_node_link_round_trip_gives_an_equal_graph():
+    graph = sample_graph()
+    data = json.loads(json.dumps(graph.to_data()))  # as a trace stores it
+    restored = ThoughtGraph.from_data(data)
+    node_link_equal(graph, restored)
+    assert restored.question == graph.question
+    assert nx.utils.graphs_equal(graph.g, restored.g)
+    # The key index is rebuilt, so merging keeps working after a restore.
+    node, merged = child(restored, ROOT, "40 117")
+    assert merged and node == 2
+    fresh, merged = child(restored, 2, "new state")
+    assert not merged and fresh == len(graph)
+
+
+# -- random building sequences ---------------------------------------------------------------
+
+operations = st.lists(
+    st.tuples(
+        st.integers(min_value=0, max_value=400),  # which existing node is the parent
+        st.integers(min_value=0, max_value=30),  # the state reached: few keys, so many merges
+        st.sampled_from([None, *STATUSES]),
+        st.one_of(st.none(), st.floats(min_value=0, max_value=1)),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(operations)
+def test_random_add_and_merge_keep_a_tree_rooted_at_the_question(ops):
+    graph = new_graph()
+    judged: dict[str, list[float]] = {}
+    for pick, state, status, value in ops:
+        parent = pick % len(graph)
+        key = f"state {state}"
+        before = len(graph)
+        node, merged = child(graph, parent, key)
+        assert merged == (before == len(graph))
+        assert graph[node]["key"] == key and graph.node_for_key(key) == node
+        if value is not None:
+            graph.add_value(node, value, "value")
+            judged.setdefault(key, []).append(value)
+        if status is not None:
+            graph.set_status(node, status)
+    assert_tree(graph)
+    # One node per state, so every judgement of a state, by whatever route, is on one node.
+    keys = [attrs["key"] for _, attrs in graph.g.nodes(data=True)]
+    assert len(keys) == len(set(keys))
+    for key, values in judged.items():
+        assert graph.value(graph.node_for_key(key)) == pytest.approx(sum(values) / len(values))
+    restored = ThoughtGraph.from_data(json.loads(json.dumps(graph.to_data())))
+    node_link_equal(graph, restored)
