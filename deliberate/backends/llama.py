@@ -77,6 +77,9 @@ class LlamaBackend:
     ) -> None:
         if not 1 <= n_seq_max <= MAX_SEQ:
             raise ModelError(f"n_seq_max must be between 1 and {MAX_SEQ}, got {n_seq_max}")
+        if n_ctx < n_seq_max:
+            # llama.cpp clamps n_batch to n_ctx and then aborts on too many outputs.
+            raise ModelError(f"n_ctx ({n_ctx}) must be at least n_seq_max ({n_seq_max})")
         if n_batch < n_seq_max:
             raise ModelError(f"n_batch ({n_batch}) must be at least n_seq_max ({n_seq_max})")
         started = time.perf_counter()
@@ -113,20 +116,23 @@ class LlamaBackend:
         }
         self.stats = BackendStats()
         self._chat = self.model.chat_formatter()
-        self._prefill_rate = 2000.0  # tokens/s, refined as we go; sizes chunks near the deadline
         self._step_seconds = 0.0  # the last decode step's duration
         self._feed_offsets: dict[int, int] = {}  # seq -> prompt tokens it shared from the cache
-        self._warm_up()
+        # Prefill tokens/s, first measured by the warm-up, then refined as we go; it sizes
+        # prefill chunks near the deadline.
+        self._prefill_rate = self._warm_up()
         self.load_seconds = time.perf_counter() - started
 
-    def _warm_up(self) -> None:
+    def _warm_up(self) -> float:
         # llama.cpp sizes its compute buffers on the first decode; pay that (up to a
         # second on CPU) while loading, not out of the first search's thinking budget.
         tokens = self.model.tokenize("Warm up the context with a full batch of text. " * 40)[: min(self.n_batch, self.n_ctx_seq - 1)]
         for i, token in enumerate(tokens):
             self._put(i, token, i, 0, i == len(tokens) - 1)
+        started = time.perf_counter()
         self._decode(len(tokens))
         lc.llama_memory_seq_rm(self.memory, 0, -1, -1)
+        return len(tokens) / max(time.perf_counter() - started, 1e-6)  # prefill tokens/s
 
     # -- the protocol ----------------------------------------------------------
     def generate(self, requests: Sequence[GenerateRequest], deadline: Deadline) -> list[list[Sample]]:
@@ -135,9 +141,10 @@ class LlamaBackend:
         prompts: dict[tuple[str, bool], list[int]] = {}
         for request in requests:
             if (request.prompt, request.special) not in prompts:
-                prompts[(request.prompt, request.special)] = self.model.tokenize(
-                    request.prompt, special=request.special
-                )
+                tokens = self.model.tokenize(request.prompt, special=request.special)
+                if not tokens:
+                    raise BackendError("empty prompt: nothing to continue from")
+                prompts[(request.prompt, request.special)] = tokens
         # Waves of at most n_seq_max branches: each branch holds one sequence id.
         for start in range(0, len(units), self.n_seq_max):
             wave = units[start : start + self.n_seq_max]
@@ -164,6 +171,8 @@ class LlamaBackend:
         for start in range(0, len(prompts), self.n_seq_max):
             chunk = [i for i in range(start, min(start + self.n_seq_max, len(prompts)))]
             tokenized = {i: self.model.tokenize(prompts[i], special=special) for i in chunk}
+            if not all(tokenized.values()):
+                raise BackendError("empty prompt: nothing to score")
             fitting = [i for i in chunk if len(tokenized[i]) < self.n_ctx_seq]  # the rest stay unscored
             ids = self._acquire(len(fitting))
             feeds: list[_Feed] = []
@@ -280,6 +289,9 @@ class LlamaBackend:
 
     def _take(self, branch: _Branch, token: int) -> None:
         """Account for a sampled token and decide whether the branch goes on."""
+        if branch.request.max_tokens <= 0:
+            branch.finish = "length"  # asked for nothing: the sampled token is not kept
+            return
         if not 0 <= token < self.model.n_vocab or self.model.is_end(token):
             branch.finish = "stop"
             branch.text = branch.out.decode("utf-8", errors="ignore")
@@ -357,7 +369,7 @@ class LlamaBackend:
             if deadline.expired():
                 return
             # Near the deadline, smaller chunks keep the overshoot small.
-            room = int(self._prefill_rate * deadline.remaining())
+            room = int(0.5 * self._prefill_rate * deadline.remaining())  # half: rates vary
             size = max(1, min(self.n_batch, len(queue) - position, room))
             chunk = queue[position : position + size]
             ready = []
