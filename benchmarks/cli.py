@@ -140,6 +140,7 @@ def bench_speed(
     tokens: int = typer.Option(32, "--tokens", min=1, max=256, help="Tokens per child."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path [default: the embedded model]."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads [default: physical cores]."),
+    repeat: int = typer.Option(3, "--repeat", min=1, max=20, help="Rounds; each figure is the median."),
 ) -> None:
     """Tok/s of raw llama.cpp batched decode, the engine, and a naive Llama loop, on one tree shape."""
     import json
@@ -150,5 +151,5 @@ def bench_speed(
 
     if is_server_url(model):
         raise UsageError("bench speed measures llama.cpp in this process; give a GGUF path, not a URL")
-    result = speed.measure(str(resolve_model(model)), speed.Shape(width, levels, tokens), n_threads=threads)
+    result = speed.measure(str(resolve_model(model)), speed.Shape(width, levels, tokens), n_threads=threads, repeat=repeat)
     typer.echo(json.dumps(result) if json_out else speed.report(result))

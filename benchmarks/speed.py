@@ -15,6 +15,7 @@ node for ``levels`` levels, each child ``tokens`` long, always expanding the fir
 from __future__ import annotations
 
 import time
+from statistics import median
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,22 +34,43 @@ class Shape:
     seed: int = 0
 
 
-def measure(model_path: str, shape: Shape, *, n_threads: int | None = None) -> dict[str, Any]:
-    """Tok/s for raw, engine and naive on ``model_path``, plus the prefill the cache saved."""
+def measure(model_path: str, shape: Shape, *, n_threads: int | None = None, repeat: int = 3) -> dict[str, Any]:
+    """Tok/s for raw, engine and naive on ``model_path``, plus the prefill the cache saved.
+
+    The three run in turn, ``repeat`` rounds, and each figure is the median of its
+    rounds: on a shared 2-core machine a single run swings by a fifth either way.
+    """
+    from llama_cpp import Llama
+
     from deliberate.backends.llama import LlamaBackend
 
-    backend = LlamaBackend(model_path, n_threads=n_threads, n_seq_max=max(16, 2 * shape.width))
+    def load() -> Any:  # a fresh backend per round, so every round starts with a cold cache
+        return LlamaBackend(model_path, n_threads=n_threads, n_seq_max=max(16, 2 * shape.width))
+
+    backend = load()
+    threads = backend.params["n_threads"]
+    llm = Llama(model_path=model_path, n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False)
+    raws, engines, naives, saved = [], [], [], 0
     try:
-        raw = _raw(backend, shape)
-        engine, saved = _engine(backend, shape)
+        for round_ in range(repeat):
+            if round_:
+                backend.close()
+                backend = load()
+            raws.append(_raw(backend, shape))
+            rate, saved = _engine(backend, shape)
+            engines.append(rate)
+            llm.reset()
+            naives.append(_naive(llm, shape))
     finally:
+        llm.close()
         backend.close()
-    naive = _naive(model_path, shape, n_threads=backend.params["n_threads"])
+    raw, engine, naive = median(raws), median(engines), median(naives)
     return {
         "width": shape.width,
         "levels": shape.levels,
         "tokens_per_child": shape.tokens,
-        "n_threads": backend.params["n_threads"],
+        "n_threads": threads,
+        "repeat": repeat,
         "raw_tok_s": round(raw, 1),
         "engine_tok_s": round(engine, 1),
         "naive_tok_s": round(naive, 1),
@@ -138,26 +160,20 @@ def _engine(backend: Any, shape: Shape) -> tuple[float, int]:
     return generated / seconds, backend.stats.cached_tokens - before_cached
 
 
-def _naive(model_path: str, shape: Shape, *, n_threads: int) -> float:
-    from llama_cpp import Llama
-
-    llm = Llama(model_path=model_path, n_ctx=4096, n_threads=n_threads, n_threads_batch=n_threads, verbose=False)
-    try:
-        prompt, generated = PROMPT, 0
-        started = time.perf_counter()
-        for level in range(shape.levels):
-            first = None
-            for child in range(shape.width):
-                out = llm.create_completion(
-                    prompt, max_tokens=shape.tokens, temperature=0.8, top_k=40, top_p=1.0,
-                    seed=shape.seed + level * shape.width + child,
-                )
-                generated += out["usage"]["completion_tokens"]
-                first = first if first is not None else out["choices"][0]["text"]
-            prompt += first or ""
-        return generated / (time.perf_counter() - started)
-    finally:
-        llm.close()
+def _naive(llm: Any, shape: Shape) -> float:
+    prompt, generated = PROMPT, 0
+    started = time.perf_counter()
+    for level in range(shape.levels):
+        first = None
+        for child in range(shape.width):
+            out = llm.create_completion(
+                prompt, max_tokens=shape.tokens, temperature=0.8, top_k=40, top_p=1.0,
+                seed=shape.seed + level * shape.width + child,
+            )
+            generated += out["usage"]["completion_tokens"]
+            first = first if first is not None else out["choices"][0]["text"]
+        prompt += first or ""
+    return generated / (time.perf_counter() - started)
 
 
 def report(result: dict[str, Any]) -> str:
@@ -165,7 +181,7 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(
         [
             f"width {result['width']}, {result['levels']} levels, {result['tokens_per_child']} tokens per child, "
-            f"{result['n_threads']} threads",
+            f"{result['n_threads']} threads, median of {result['repeat']} rounds",
             f"raw llama.cpp batched decode  {result['raw_tok_s']:7.1f} tok/s",
             f"engine (LlamaBackend)         {result['engine_tok_s']:7.1f} tok/s   "
             f"{result['engine_vs_raw']:.2f}x raw",

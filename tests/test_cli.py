@@ -218,3 +218,21 @@ def test_trace_show_of_a_non_trace_is_one_line(tmp_path: Path) -> None:
     assert_clean_failure(run, 1, "not a deliberate trace")
     missing = run_cli("trace", "show", str(tmp_path / "missing.json"))
     assert_clean_failure(missing, 1, "not found")
+
+
+@pytest.mark.model
+def test_bench_speed_json_reports_all_three_rates() -> None:
+    run = run_cli("bench", "speed", "--json", "--width", "4", "--levels", "2", "--tokens", "8", "--repeat", "2")
+    assert run.code == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert (result["width"], result["levels"], result["tokens_per_child"], result["repeat"]) == (4, 2, 8, 2)
+    for key in ("raw_tok_s", "engine_tok_s", "naive_tok_s"):
+        assert result[key] > 0, result
+    assert result["engine_vs_naive"] == pytest.approx(result["engine_tok_s"] / result["naive_tok_s"], rel=0.02)
+    # Level 2 extends level 1's prompt, so the prefix cache must have saved its tokens.
+    assert result["prefill_tokens_saved"] > 0
+
+
+def test_bench_speed_rejects_a_server_url() -> None:
+    run = run_cli("bench", "speed", "--model", "http://127.0.0.1:9/v1")
+    assert_clean_failure(run, 2, "GGUF path")

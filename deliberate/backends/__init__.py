@@ -17,7 +17,7 @@ from deliberate.errors import UsageError
 from deliberate.models import is_server_url, resolve_model
 
 # Settings of the in-process llama.cpp context; a server has its own.
-LOCAL_ONLY = {"n_ctx", "n_batch", "n_seq_max", "n_threads", "n_threads_batch", "n_gpu_layers", "cache_fraction"}
+LOCAL_ONLY = {"n_ctx", "n_batch", "n_seq_max", "n_threads", "n_threads_batch", "n_gpu_layers", "cache_fraction", "exact_batching"}
 
 __all__ = ["Backend", "BackendStats", "GenerateRequest", "Sample", "open_backend"]
 

@@ -61,11 +61,16 @@ def physical_cores() -> int:
 class LoadedModel:
     """A llama.cpp model and its vocabulary: tokenize, detokenize, metadata."""
 
-    def __init__(self, path: str | os.PathLike[str], *, n_gpu_layers: int = 0) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, n_gpu_layers: int = 0, repack: bool = True) -> None:
         _init_once()
         self.path = check_gguf(Path(path))
         params = lc.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
+        # llama.cpp repacks CPU weights into interleaved tiles for faster matrix products
+        # (prefill most of all). Those kernels round differently with the number of rows
+        # in a batch, so without repacking a sequence's greedy tokens no longer depend on
+        # what else shares its batch.
+        params.use_extra_bufts = repack
         _recent.clear()
         self.ptr = lc.llama_model_load_from_file(str(self.path).encode(), params)
         if not self.ptr:
