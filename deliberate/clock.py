@@ -44,6 +44,7 @@ class Deadline:
         self.clock = clock
         self.at = at
         self._cancelled = threading.Event()
+        self._cancelled_at: list[float] = []  # shared with sooner() children, like the event
 
     @classmethod
     def after(cls, seconds: float | None, clock: Clock | None = None) -> Deadline:
@@ -60,11 +61,18 @@ class Deadline:
 
     def cancel(self) -> None:
         """Make the deadline expire now; safe to call from a signal handler."""
+        if not self._cancelled_at:
+            self._cancelled_at.append(self.clock.now())
         self._cancelled.set()
 
     @property
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
+
+    @property
+    def cancelled_at(self) -> float | None:
+        """When ``cancel`` was first called, on this deadline's clock."""
+        return self._cancelled_at[0] if self._cancelled_at else None
 
     def sooner(self, seconds: float) -> Deadline:
         """A deadline no later than this one and no later than ``seconds`` from now.
@@ -73,4 +81,5 @@ class Deadline:
         """
         child = Deadline(self.clock, min(self.at, self.clock.now() + seconds))
         child._cancelled = self._cancelled
+        child._cancelled_at = self._cancelled_at
         return child

@@ -28,7 +28,7 @@ from deliberate.tasks.base import Step, Task, vote_labels
 Event = dict[str, Any]
 OPEN = ("open", "expanded")
 FINAL = ("terminal", "solved", "failed")
-FINISH_ON_INTERRUPT = 0.5  # seconds of greedy finishing still allowed after Ctrl-C
+FINISH_ON_INTERRUPT = 0.4  # seconds after Ctrl-C until which greedy finishing may run
 
 
 class StopSearch(Exception):
@@ -445,8 +445,12 @@ class Search:
         """Spend the reserve completing the best partial state, if no answer exists yet."""
         if self.best_terminal() is not None:
             return
-        limit = FINISH_ON_INTERRUPT if self.deadline.cancelled else math.inf
-        self._finishing = Deadline(self.deadline.clock, min(self.deadline.at, self.deadline.clock.now() + limit))
+        clock = self.deadline.clock
+        # After Ctrl-C, finishing may run until FINISH_ON_INTERRUPT after the signal
+        # itself, however long the call in flight took to notice it.
+        cancelled = self.deadline.cancelled_at
+        until = math.inf if cancelled is None else cancelled + FINISH_ON_INTERRUPT
+        self._finishing = Deadline(clock, min(self.deadline.at, until))
         try:
             start = self.best_partial()
             self.emit("finish", node=start)

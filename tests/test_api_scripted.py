@@ -159,6 +159,34 @@ def test_ctrl_c_before_any_answer_finishes_greedily_for_a_moment(scripted):
     assert result.answer == "42"
 
 
+def test_the_finish_after_ctrl_c_is_counted_from_the_signal(scripted, fake_clock):
+    # The signal lands while a model call is in flight, and that call runs on for
+    # 0.3 s before it returns. The greedy finish may only use what is left of
+    # FINISH_ON_INTERRUPT after the signal, not a fresh allowance from the return.
+    deadline = Deadline.after(60, fake_clock)
+    inner = GenericResponder(steps=3, accuracy=1.0, variety=50)
+    signalled = []
+
+    class SignalMidCall:
+        calls = 0
+
+        def __call__(self, prompt, request, seed):
+            self.calls += 1
+            if self.calls == 6:
+                deadline.cancel()
+                signalled.append(fake_clock.now())
+                fake_clock.advance(0.3)
+            if signalled:  # from now on, rambling that never reaches an answer
+                return "and then I kept on thinking about it " * 40
+            return inner(prompt, request, seed)
+
+    backend = scripted(SignalMidCall(), scores=generic_scorer, seconds_per_token=0.01)
+    result = think_guarded("What is six times seven?", backend, task="generic", strategy="bfs", deadline=deadline, seed=1)
+    assert result.stats.stop_reason == "interrupted"
+    assert [e["type"] for e in result.trace["events"]].count("finish") == 1
+    assert result.stats.thinking_seconds <= signalled[0] + FINISH_ON_INTERRUPT + 1e-4
+
+
 def test_ctrl_c_during_the_finish_still_returns(scripted):
     class AlwaysInterrupt:
         def __call__(self, prompt, request, seed):

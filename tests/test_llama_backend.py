@@ -438,9 +438,14 @@ def test_a_prompt_past_the_context_is_not_decoded(risky) -> None:
 
 def test_branches_that_fill_the_shared_cache_end_cleanly(risky) -> None:
     record = case(risky, "shared cells run out")
-    clean(record)  # a ContextOverflowError, or samples that end with "context"
-    if "samples" in record:
-        assert all(reason in ("context", "length", "stop") for _, reason, _, _ in record["samples"][0])
+    clean(record)
+    # Three branches of up to 100 tokens after a 220-token prompt cannot all fit in 256
+    # cells: the call still returns every sample, the longest ones ended for "context".
+    assert "error" not in record, record["error"]
+    [samples] = record["samples"]
+    assert len(samples) == 3
+    reasons = [reason for _, reason, _, _ in samples]
+    assert set(reasons) <= {"context", "length", "stop"} and "context" in reasons, reasons
 
 
 def test_an_unscorable_prompt_is_left_unscored(risky) -> None:

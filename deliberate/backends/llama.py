@@ -27,6 +27,7 @@ from deliberate.clock import Deadline
 from deliberate.errors import BackendError, ContextOverflowError, ModelError
 
 MAX_SEQ = 256  # llama.cpp's LLAMA_MAX_SEQ
+MAX_CALL_SECONDS = 0.2  # the longest one prefill llama_decode may take, so a cancel is seen quickly
 
 
 @dataclass
@@ -237,7 +238,14 @@ class LlamaBackend:
         ids = self._acquire_keeping(len(wave), [prompts[(requests[ri].prompt, requests[ri].special)] for ri, _ in wave])
         branches = [_Branch(requests[ri], (ri, si), seq) for (ri, si), seq in zip(wave, ids)]
         try:
-            self._fill(self._plan_prefill(branches, prompts), deadline)
+            try:
+                self._fill(self._plan_prefill(branches, prompts), deadline)
+            except ContextOverflowError:
+                # The prompts do not fit in the KV cache together: those not yet
+                # prefilled end with "context"; the others still decode.
+                for branch in branches:
+                    if branch.sampler is None and branch.finish is None:
+                        self._end_for_context(branch)
             self._decode_loop(branches, deadline)
         finally:
             for branch in branches:
@@ -319,6 +327,13 @@ class LlamaBackend:
         else:
             branch.next_token = token
 
+    def _end_for_context(self, branch: _Branch) -> None:
+        """End ``branch`` with reason "context" and free its cells; its text so far stays."""
+        branch.finish = "context"
+        branch.next_token = None
+        branch.tokens = []  # nothing worth caching: _settle frees the sequence
+        lc.llama_memory_seq_rm(self.memory, branch.seq, -1, -1)
+
     def _decode_loop(self, branches: list[_Branch], deadline: Deadline) -> None:
         while True:
             live = [b for b in branches if b.finish is None and b.next_token is not None]
@@ -332,7 +347,13 @@ class LlamaBackend:
             for i, branch in enumerate(live):
                 self._put(i, branch.next_token, len(branch.tokens), branch.seq, True)  # type: ignore[arg-type]
             started = time.perf_counter()
-            self._decode(len(live))
+            try:
+                self._decode(len(live))
+            except ContextOverflowError:
+                # The KV cache is full with nothing left to evict: the longest branch
+                # ends here, with a reason, and gives its cells to the others.
+                self._end_for_context(max(live, key=lambda b: len(b.tokens)))
+                continue
             self._step_seconds = time.perf_counter() - started
             self.stats.decode_seconds += self._step_seconds
             self.stats.completion_tokens += len(live)
@@ -378,8 +399,9 @@ class LlamaBackend:
         while position < len(queue):
             if deadline.expired():
                 return
-            # Near the deadline, smaller chunks keep the overshoot small.
-            room = int(0.5 * self._prefill_rate * deadline.remaining())  # half: rates vary
+            # Near the deadline, smaller chunks keep the overshoot small; and no chunk
+            # runs longer than MAX_CALL_SECONDS, so Ctrl-C is never kept waiting.
+            room = int(self._prefill_rate * min(0.5 * deadline.remaining(), MAX_CALL_SECONDS))
             size = max(1, min(self.n_batch, len(queue) - position, room))
             chunk = queue[position : position + size]
             ready = []
