@@ -42,10 +42,10 @@ def bench_run(
     data: Path = typer.Option(..., "--data", help="The dataset's folder or file (e.g. ../shared/datasets/game24)."),
     strategy: list[str] = typer.Option(["bfs"], "--strategy", "-s", help="Strategy to run (repeatable)."),
     think: list[str] = typer.Option(["15s"], "--think", "-t", help="Thinking time per question (repeatable)."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Run this many items [default: all]."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Run this many items", show_default="all"),
     start: int = typer.Option(0, "--start", help="Skip this many items first."),
     seed: int = typer.Option(0, "--seed", help="Seed for sampling."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path or http(s)://host:port/v1 [default: the embedded model]."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path or http(s)://host:port/v1", show_default="the embedded model"),
     out: Path = typer.Option(Path("results.jsonl"), "--out", help="Append records here; finished ones are skipped on a rerun."),
     no_verifier: bool = typer.Option(False, "--no-verifier", help="Judge states by the model alone; no calculator checks."),
     concurrency: int = typer.Option(1, "--concurrency", help="Items at once (needs a model server)."),
@@ -138,8 +138,8 @@ def bench_speed(
     width: int = typer.Option(8, "--width", "-k", min=1, max=128, help="Children per node (K)."),
     levels: int = typer.Option(3, "--levels", min=1, max=8, help="Levels of the tree."),
     tokens: int = typer.Option(32, "--tokens", min=1, max=256, help="Tokens per child."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path [default: the embedded model]."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads [default: physical cores]."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path", show_default="the embedded model"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads", show_default="physical cores"),
     repeat: int = typer.Option(3, "--repeat", min=1, max=20, help="Rounds; each figure is the median."),
 ) -> None:
     """Tok/s of raw llama.cpp batched decode, the engine, and a naive Llama loop, on one tree shape."""

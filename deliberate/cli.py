@@ -40,9 +40,9 @@ def _err(message: str) -> None:
 def solve(
     question: Optional[str] = typer.Argument(None, help="The question; omit it with --resume."),
     think: str = typer.Option("30s", "--think", "-t", help="Thinking time: 500ms, 8s, 2m, 1h or seconds."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="cot, best-of-n, self-consistency, bfs, dfs, beam or mcts [default: bfs]."),
-    task: Optional[str] = typer.Option(None, "--task", help="auto, generic, game24 or math [default: auto]."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path or http(s)://host:port/v1 [default: $DELIBERATE_MODEL, else the embedded model]."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="cot, best-of-n, self-consistency, bfs, dfs, beam or mcts", show_default="bfs"),
+    task: Optional[str] = typer.Option(None, "--task", help="auto, generic, game24 or math", show_default="auto"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path or http(s)://host:port/v1", show_default="$DELIBERATE_MODEL, else the embedded model"),
     trace: Optional[Path] = typer.Option(None, "--trace", help="Write the full search trace (JSON) here."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for sampling; the same seed and --max-nodes give the same tree."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of the bare answer."),
@@ -50,12 +50,12 @@ def solve(
     max_nodes: Optional[int] = typer.Option(None, "--max-nodes", help="Stop after this many graph nodes (deterministic budget)."),
     no_verifier: bool = typer.Option(False, "--no-verifier", help="Judge states by the model alone; no calculator checks."),
     evaluator: str = typer.Option("value", "--evaluator", help="value (label log-probabilities) or vote."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="propose or sample [default: the task's choice]."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="propose or sample", show_default="the task's choice"),
     chat: bool = typer.Option(False, "--chat", help="Render prompts with the model's chat template."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a saved trace with more thinking time."),
     gpu_layers: Optional[int] = typer.Option(None, "--gpu-layers", help="Layers to offload to Metal/CUDA (needs a GPU build)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads [default: physical cores]."),
-    ctx: Optional[int] = typer.Option(None, "--ctx", help="KV cache size in tokens, shared by all branches [default: 8192]."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads", show_default="physical cores"),
+    ctx: Optional[int] = typer.Option(None, "--ctx", help="KV cache size in tokens, shared by all branches", show_default="8192"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display and no summary on stderr."),
 ) -> None:
     """Think about QUESTION for --think and print the answer."""
