@@ -43,9 +43,9 @@ import pytest
 
 from deliberate.backends.base import GenerateRequest
 from deliberate.backends.scripted import ScriptedBackend, uniform_scores
-from deliberate.calculator import evaluate, format_number
+from deliberate.benchmarks.datasets import game24_correct
+from deliberate.calculator import format_number
 from deliberate.clock import FakeClock
-from deliberate.errors import CalculatorError
 from deliberate.graph import ROOT, ThoughtGraph
 
 # -- a fake clock that notices a search going round in circles ---------------------------
@@ -148,18 +148,10 @@ def numbers_in(text: str) -> list[Fraction]:
 
 
 def game24_answer_ok(answer: str | None, question: str) -> bool:
-    """Check an answer "expr = 24" with the calculator: it equals 24 and uses exactly
-    the question's four numbers. Independent of the task's own verifier."""
-    if not answer or "=" not in answer:
-        return False
-    expression = answer.rsplit("=", 1)[0]
-    try:
-        value = evaluate(expression)
-    except CalculatorError:
-        return False
-    used = sorted(int(n) for n in re.findall(r"\d+", expression))
-    wanted = sorted(int(n) for n in re.findall(r"\d+", question))[:4]
-    return value == 24 and used == wanted
+    """Check an answer "expr = 24" with the benchmark scorer: it equals 24 and uses
+    exactly the question's four numbers. Independent of the task's own verifier."""
+    numbers = re.findall(r"\d+", question)[:4]
+    return bool(answer) and game24_correct(answer, " ".join(numbers))  # type: ignore[arg-type]
 
 
 # -- a scripted Game of 24 player -----------------------------------------------------------

@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,8 @@ import networkx as nx
 
 from deliberate.backends import open_backend
 from deliberate.backends.base import GenerateRequest, Sample
-from deliberate.calculator import evaluate
+from deliberate.benchmarks.datasets import game24_correct
 from deliberate.clock import Deadline
-from deliberate.errors import CalculatorError
 from deliberate.graph import ROOT, ThoughtGraph
 
 THREADS = int(os.environ.get("DELIBERATE_TEST_THREADS", "1"))
@@ -123,16 +121,8 @@ def read_json(path: str | os.PathLike[str]) -> Any:
 
 
 def makes_24(answer: str, numbers: Sequence[int]) -> bool:
-    """An answer "expr = 24" checked with the calculator: it is 24 and uses exactly ``numbers``."""
-    import re
-
-    expression = answer.rsplit("=", 1)[0]
-    try:
-        value = evaluate(expression)
-    except CalculatorError:
-        return False
-    used = sorted(Fraction(n) for n in re.findall(r"\d+(?:\.\d+)?", expression))
-    return value == 24 and used == sorted(Fraction(n) for n in numbers)
+    """An answer "expr = 24" that the benchmark's own scorer accepts for ``numbers``."""
+    return game24_correct(answer, " ".join(str(n) for n in numbers))
 
 
 # -- a backend that remembers what it was asked -------------------------------------------

@@ -16,7 +16,6 @@ from conftest import (
     SOLVABLE,
     UNSOLVABLE,
     GenericResponder,
-    Stalled,
     assert_tree,
     game24_answer_ok,
     think_guarded,
