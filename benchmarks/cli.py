@@ -52,6 +52,10 @@ def bench_run(
     trace_dir: Optional[Path] = typer.Option(None, "--trace-dir", help="Write each search's trace into this folder."),
     opt: list[str] = typer.Option([], "--opt", "-o", help="Strategy option key=value (repeatable)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary table."),
+    seqs: Optional[int] = typer.Option(
+        None, "--seqs", min=1, max=256, show_default="64",
+        help="llama.cpp sequence ids: the most branches decoded in one batch (1 = one at a time).",
+    ),
 ) -> None:
     """Solve every item of TASK's dataset under every --strategy and --think; append records to --out."""
     from rich.console import Console
@@ -65,6 +69,7 @@ def bench_run(
             task, data, strategies=strategy, thinks=think, limit=limit, start=start, seed=seed,
             model=model, out=out, verifier=not no_verifier, concurrency=concurrency, trace_dir=trace_dir,
             options=opt, on_start=progress.start if progress else None,
+            backend_options={"n_seq_max": seqs} if seqs else None,
             on_record=progress.update if progress else None,
         )
     except KeyboardInterrupt:

@@ -50,11 +50,13 @@ def run(
     trace_dir: str | Path | None = None,
     options: Mapping[str, Any] | Iterable[str] | None = None,
     retry_wait: float = 2.0,
+    backend_options: Mapping[str, Any] | None = None,
 ) -> list[Record]:
     """Solve items ``start`` to ``start + limit`` of a dataset under every strategy and budget.
 
     ``model`` is a GGUF path, a server URL, a backend object or None (the embedded
-    model); it is opened once for the whole grid. Records already in ``out`` are kept
+    model); it is opened once for the whole grid, with ``backend_options`` passed to its
+    constructor (``{"n_seq_max": 1}``, say). Records already in ``out`` are kept
     and their cells skipped. ``on_start(todo, done)`` is told the work before it starts
     and ``on_record(record)`` each new record. Returns the grid's records, old and new.
     """
@@ -75,7 +77,7 @@ def run(
     items = load(kind, data, start=start, limit=limit)
     out = Path(out)
     finished = {_key(record): record for record in repair(out)}
-    backend = open_backend(model)
+    backend = open_backend(model, **dict(backend_options or {}))
     owned = backend is not model
     try:
         solver = _Solver(kind, backend, _model_label(model, backend), seed, verifier, given, trace_dir, retry_wait)

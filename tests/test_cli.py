@@ -236,3 +236,12 @@ def test_bench_speed_json_reports_all_three_rates() -> None:
 def test_bench_speed_rejects_a_server_url() -> None:
     run = run_cli("bench", "speed", "--model", "http://127.0.0.1:9/v1")
     assert_clean_failure(run, 2, "GGUF path")
+
+
+def test_bench_seqs_with_a_server_url_is_a_usage_error(tmp_path: Path) -> None:
+    data = tmp_path / "items.jsonl"
+    data.write_text('{"question": "What is 2 + 2?", "answer": "4"}\n')
+    out = tmp_path / "out.jsonl"
+    run = run_cli("bench", "generic", "--data", str(data), "--seqs", "1", "--model", "http://127.0.0.1:9/v1", "--out", str(out), "-q")
+    assert_clean_failure(run, 2, "n_seq_max")
+    assert not out.exists()
