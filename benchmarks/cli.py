@@ -88,6 +88,7 @@ def bench_report(
     files: list[Path] = typer.Argument(..., help="Results files written by 'deliberate bench'."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also plot accuracy against thinking time into this PNG."),
     markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table (for a README) instead."),
+    grid: bool = typer.Option(False, "--grid", help="Print Markdown with strategies as rows and thinking times as columns."),
 ) -> None:
     """Accuracy with 95% Wilson intervals, per task, strategy and thinking time."""
     from rich.console import Console
@@ -99,7 +100,9 @@ def bench_report(
     if not records:
         raise DatasetError(f"no results in {', '.join(map(str, files))}")
     rows = report.table(records)
-    if markdown:
+    if grid:
+        typer.echo(report.to_grid(rows), nl=False)
+    elif markdown:
         typer.echo(report.to_markdown(rows), nl=False)
     else:
         Console().print(report.render_table(rows))

@@ -135,6 +135,27 @@ def to_markdown(rows: Sequence[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def to_grid(rows: Sequence[Row]) -> str:
+    """Markdown with one row per (task, strategy) and one column per thinking time.
+
+    A cell reads "45% (9/20)"; a budget a strategy was not run at is left as "–".
+    """
+    thinks = sorted({row.think for row in rows})
+    cells = {(row.task, row.strategy, row.think): row for row in rows}
+    keys = list(dict.fromkeys((row.task, row.strategy) for row in rows))
+    lines = [
+        "| task | strategy | " + " | ".join(_think(t) for t in thinks) + " |",
+        "|---|---|" + "--:|" * len(thinks),
+    ]
+    for task, strategy in keys:
+        shown = []
+        for think in thinks:
+            row = cells.get((task, strategy, think))
+            shown.append("–" if row is None else f"{row.accuracy:.0%} ({row.correct}/{row.n})")
+        lines.append(f"| {task} | {strategy} | " + " | ".join(shown) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def plot(rows: Sequence[Row], out_png: str | Path) -> Path:
     """Accuracy against thinking time, one line per strategy and one panel per task."""
     if not rows:

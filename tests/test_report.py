@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deliberate.benchmarks.report import Row, plot, read_records, render_table, table, to_markdown, wilson
+from deliberate.benchmarks.report import Row, plot, read_records, render_table, table, to_grid, to_markdown, wilson
 from deliberate.errors import DatasetError
 
 
@@ -104,6 +104,18 @@ def test_markdown() -> None:
     assert lines[2] == "| game24 | bfs | 5s | 66.7% | 20.8%–93.9% | 3 | 3.3 | 10 |"
     assert len(lines) == 2 + 5
     assert to_markdown([Row("game24", "bfs", 0.5, 1, 1, 1.0, 0.2, 1.0, 0.5, 0.0)]).count("500ms") == 1
+
+
+def test_grid_has_a_column_per_budget_and_a_dash_where_none_ran() -> None:
+    lines = to_grid(table(RECORDS)).splitlines()
+    assert lines[0] == "| task | strategy | 5s | 60s |"
+    assert lines[1] == "|---|---|--:|--:|"
+    assert lines[2:] == [
+        "| game24 | bfs | 67% (2/3) | 100% (1/1) |",
+        "| game24 | cot | 0% (0/1) | – |",
+        "| gsm8k | bfs | 0% (0/1) | – |",
+        "| gsm8k | bfs --no-verifier | 100% (1/1) | – |",
+    ]
 
 
 def test_render_table() -> None:
