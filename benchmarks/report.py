@@ -45,7 +45,9 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     shrink = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / shrink
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / shrink
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low = 0.0 if successes <= 0 else max(0.0, centre - half)  # exact at the ends, not off by rounding
+    high = 1.0 if successes >= n else min(1.0, centre + half)
+    return low, high
 
 
 def read_records(paths: str | Path | Iterable[str | Path]) -> list[dict[str, Any]]:
@@ -178,7 +180,8 @@ def plot(rows: Sequence[Row], out_png: str | Path) -> Path:
             ax.errorbar(
                 [row.think * dodge for row in line],
                 [row.accuracy for row in line],
-                yerr=[[row.accuracy - row.low for row in line], [row.high - row.accuracy for row in line]],
+                # Clamped: at 0/n or n/n rounding can put the bound a hair past the point.
+                yerr=[[max(0.0, row.accuracy - row.low) for row in line], [max(0.0, row.high - row.accuracy) for row in line]],
                 marker="o", capsize=3, label=strategy,
             )
         thinks = sorted({row.think for row in mine})

@@ -138,3 +138,19 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
 def test_plot_errors(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="no results"):
         plot([], tmp_path / "x.png")
+
+
+def test_wilson_bounds_are_exact_at_the_ends() -> None:
+    for n in range(1, 200):
+        assert wilson(0, n)[0] == 0.0 and wilson(n, n)[1] == 1.0
+
+
+def test_plot_handles_all_wrong_and_all_right(tmp_path: Path) -> None:
+    # 0/n and n/n put the point on a bound; rounding must not make an error bar negative.
+    pytest.importorskip("matplotlib")
+    records = []
+    for think in (5.0, 15.0, 60.0):
+        for n in (21, 50):
+            records += [record("game24", f"s{n}", think, think == 60.0, 1.0, 10) for _ in range(n)]
+    out = plot(table(records), tmp_path / "bounds.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
