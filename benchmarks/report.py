@@ -31,6 +31,7 @@ class Row:
     high: float
     seconds: float  # mean thinking time actually used
     tokens_per_second: float  # all tokens over all thinking time
+    nodes_per_second: float = 0.0  # all thought-graph nodes over all thinking time
 
 
 def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -98,8 +99,10 @@ def table(records: Iterable[dict[str, Any]]) -> list[Row]:
         seconds = sum(float(r.get("seconds") or 0.0) for r in group)
         tokens = sum(int(r.get("tokens") or 0) for r in group)
         low, high = wilson(correct, n)
+        nodes = sum(int(r.get("nodes") or 0) for r in group)
         speed = tokens / seconds if seconds else 0.0
-        rows.append(Row(task, strategy, think, n, correct, correct / n, low, high, seconds / n, speed))
+        growth = nodes / seconds if seconds else 0.0
+        rows.append(Row(task, strategy, think, n, correct, correct / n, low, high, seconds / n, speed, growth))
     return rows
 
 
@@ -111,10 +114,11 @@ def _cells(row: Row) -> list[str]:
     return [
         row.task, row.strategy, _think(row.think), f"{row.accuracy:.1%}",
         f"{row.low:.1%}–{row.high:.1%}", str(row.n), f"{row.seconds:.1f}", f"{row.tokens_per_second:.0f}",
+        f"{row.nodes_per_second:.2f}",
     ]
 
 
-HEADERS = ["task", "strategy", "think", "accuracy", "95% CI", "n", "mean s", "tok/s"]
+HEADERS = ["task", "strategy", "think", "accuracy", "95% CI", "n", "mean s", "tok/s", "nodes/s"]
 
 
 def render_table(rows: Sequence[Row]) -> Any:

@@ -45,8 +45,8 @@ def record(task: str, strategy: str, think: float, correct: bool, seconds: float
 
 RECORDS = [
     record("game24", "bfs", 60.0, True, 30.0, 300),
-    record("game24", "bfs", 5.0, True, 4.0, 40),
-    record("game24", "bfs", 5.0, False, 5.0, 60),
+    record("game24", "bfs", 5.0, True, 4.0, 40, nodes=12),
+    record("game24", "bfs", 5.0, False, 5.0, 60, nodes=8),
     record("game24", "bfs", 5.0, True, 1.0, 0),
     record("game24", "cot", 5.0, False, 2.0, 20),
     record("gsm8k", "bfs", 5.0, True, 5.0, 50, verifier=False),
@@ -68,6 +68,7 @@ def test_table_aggregates_and_sorts() -> None:
     assert (first.low, first.high) == pytest.approx(wilson(2, 3))
     assert first.seconds == pytest.approx(10.0 / 3)
     assert first.tokens_per_second == pytest.approx(100 / 10.0)  # sum of tokens over sum of seconds
+    assert first.nodes_per_second == pytest.approx(20 / 10.0)  # a record without nodes counts none
 
 
 def test_table_rejects_records_without_keys() -> None:
@@ -99,9 +100,9 @@ def test_read_records_names_bad_lines(tmp_path: Path) -> None:
 def test_markdown() -> None:
     text = to_markdown(table(RECORDS))
     lines = text.splitlines()
-    assert lines[0] == "| task | strategy | think | accuracy | 95% CI | n | mean s | tok/s |"
+    assert lines[0] == "| task | strategy | think | accuracy | 95% CI | n | mean s | tok/s | nodes/s |"
     assert lines[1].startswith("|---|---|--:")
-    assert lines[2] == "| game24 | bfs | 5s | 66.7% | 20.8%–93.9% | 3 | 3.3 | 10 |"
+    assert lines[2] == "| game24 | bfs | 5s | 66.7% | 20.8%–93.9% | 3 | 3.3 | 10 | 2.00 |"
     assert len(lines) == 2 + 5
     assert to_markdown([Row("game24", "bfs", 0.5, 1, 1, 1.0, 0.2, 1.0, 0.5, 0.0)]).count("500ms") == 1
 
