@@ -184,8 +184,7 @@ def plot(rows: Sequence[Row], out_png: str | Path) -> Path:
             ax.errorbar(
                 [row.think * dodge for row in line],
                 [row.accuracy for row in line],
-                # Clamped: at 0/n or n/n rounding can put the bound a hair past the point.
-                yerr=[[max(0.0, row.accuracy - row.low) for row in line], [max(0.0, row.high - row.accuracy) for row in line]],
+                yerr=[[row.accuracy - row.low for row in line], [row.high - row.accuracy for row in line]],
                 marker="o", capsize=3, label=strategy,
             )
         thinks = sorted({row.think for row in mine})

@@ -7,7 +7,6 @@ Tests swap in ``FakeClock`` so that budget checks are exact and instant.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from typing import Protocol
 
@@ -34,6 +33,13 @@ class FakeClock:
         self.t += seconds
 
 
+class _CancelSwitch:
+    """When Ctrl-C (or any caller) cancelled, shared by a deadline and its ``sooner`` children."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+
 class Deadline:
     """An absolute point on a clock, plus a cancel switch for Ctrl-C.
 
@@ -43,8 +49,7 @@ class Deadline:
     def __init__(self, clock: Clock, at: float = math.inf) -> None:
         self.clock = clock
         self.at = at
-        self._cancelled = threading.Event()
-        self._cancelled_at: list[float] = []  # shared with sooner() children, like the event
+        self._switch = _CancelSwitch()
 
     @classmethod
     def after(cls, seconds: float | None, clock: Clock | None = None) -> Deadline:
@@ -52,27 +57,26 @@ class Deadline:
         return cls(clock, math.inf if seconds is None else clock.now() + seconds)
 
     def remaining(self) -> float:
-        if self._cancelled.is_set():
+        if self.cancelled:
             return 0.0
         return max(0.0, self.at - self.clock.now())
 
     def expired(self) -> bool:
-        return self._cancelled.is_set() or self.clock.now() >= self.at
+        return self.cancelled or self.clock.now() >= self.at
 
     def cancel(self) -> None:
         """Make the deadline expire now; safe to call from a signal handler."""
-        if not self._cancelled_at:
-            self._cancelled_at.append(self.clock.now())
-        self._cancelled.set()
+        if self._switch.at is None:  # the first cancel is the one that counts
+            self._switch.at = self.clock.now()
 
     @property
     def cancelled(self) -> bool:
-        return self._cancelled.is_set()
+        return self._switch.at is not None
 
     @property
     def cancelled_at(self) -> float | None:
         """When ``cancel`` was first called, on this deadline's clock."""
-        return self._cancelled_at[0] if self._cancelled_at else None
+        return self._switch.at
 
     def sooner(self, seconds: float) -> Deadline:
         """A deadline no later than this one and no later than ``seconds`` from now.
@@ -80,6 +84,5 @@ class Deadline:
         It shares this deadline's cancel switch, so Ctrl-C reaches it too.
         """
         child = Deadline(self.clock, min(self.at, self.clock.now() + seconds))
-        child._cancelled = self._cancelled
-        child._cancelled_at = self._cancelled_at
+        child._switch = self._switch
         return child

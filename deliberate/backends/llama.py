@@ -202,7 +202,7 @@ class LlamaBackend:
         # Chat prompts are tokenized with special=True so the template's own turn markers
         # become control tokens. Message text is data: a control token's text inside it
         # (a forged "<|im_end|>") is broken with a zero-width space so it stays text.
-        controls = self.model.control_pattern()
+        controls = self.model.control_pattern
         safe = [{**m, "content": _defuse(m.get("content", ""), controls)} for m in messages]
         return self._chat(messages=safe).prompt
 

@@ -8,6 +8,7 @@ logged, so the user sees why a file would not load.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import re
@@ -82,8 +83,6 @@ class LoadedModel:
         self.n_ctx_train = lc.llama_model_n_ctx_train(self.ptr)
         self.add_bos = bool(lc.llama_vocab_get_add_bos(self.vocab))
         self._piece = ctypes.create_string_buffer(256)
-        self._controls: re.Pattern[str] | None = None
-        self._controls_read = False
 
     def tokenize(self, text: str, *, bos: bool = True, special: bool = False) -> list[int]:
         data = text.encode("utf-8")
@@ -106,24 +105,23 @@ class LoadedModel:
             return big.raw[:n]
         return self._piece.raw[:n]
 
+    @functools.cached_property
     def control_pattern(self) -> re.Pattern[str] | None:
         """A regex matching the text of any control token (``<|im_end|>``, ``<start_of_turn>``...).
 
         With ``special=True`` tokenization turns these strings back into control tokens,
-        so text that did not come from the chat template must not contain them.
+        so text that did not come from the chat template must not contain them. Read
+        from the vocabulary on first use (a chat prompt), not at load.
         """
-        if not self._controls_read:
-            self._controls_read = True
-            found = set()
-            for token in range(self.n_vocab):
-                if lc.llama_vocab_get_attr(self.vocab, token) & lc.LLAMA_TOKEN_ATTR_CONTROL:
-                    n = lc.llama_token_to_piece(self.vocab, token, self._piece, len(self._piece), 0, True)
-                    text = self._piece.raw[: max(n, 0)].decode("utf-8", errors="replace")
-                    if len(text) > 1:
-                        found.add(text)
-            longest_first = sorted(found, key=len, reverse=True)
-            self._controls = re.compile("|".join(map(re.escape, longest_first))) if found else None
-        return self._controls
+        found = set()
+        for token in range(self.n_vocab):
+            if lc.llama_vocab_get_attr(self.vocab, token) & lc.LLAMA_TOKEN_ATTR_CONTROL:
+                n = lc.llama_token_to_piece(self.vocab, token, self._piece, len(self._piece), 0, True)
+                text = self._piece.raw[: max(n, 0)].decode("utf-8", errors="replace")
+                if len(text) > 1:
+                    found.add(text)
+        longest_first = sorted(found, key=len, reverse=True)
+        return re.compile("|".join(map(re.escape, longest_first))) if found else None
 
     def is_end(self, token: int) -> bool:
         return bool(lc.llama_vocab_is_eog(self.vocab, token))
