@@ -20,8 +20,8 @@ from typing import Any
 from deliberate import __version__
 from deliberate.backends import Backend, open_backend
 from deliberate.clock import Deadline, MonotonicClock
-from deliberate.duration import parse_duration
-from deliberate.errors import DurationError, QuestionError, UsageError
+from deliberate.duration import parse_budget
+from deliberate.errors import ContextOverflowError, DurationError, QuestionError, UsageError
 from deliberate.graph import ThoughtGraph
 from deliberate.models import is_server_url, model_hash
 from deliberate.search import Event, Search, SearchConfig, StopSearch
@@ -56,6 +56,10 @@ class Result:
         return self.graph.status(self.trace["meta"]["answer_node"]) == "solved" if self.answer else False
 
 
+# Settings a trace's meta.config holds and a resume restores, unless given again.
+RESUMED_CONFIG = ("verifier", "chat", "evaluator", "mode", "max_nodes")
+
+
 def think(
     question: str | None = None,
     *,
@@ -67,140 +71,259 @@ def think(
     on_event: Callable[[Event], None] | None = None,
     options: Mapping[str, Any] | Iterable[str] | None = None,
     max_nodes: int | None = None,
-    verifier: bool = True,
-    evaluator: str = "value",
+    verifier: bool | None = None,
+    evaluator: str | None = None,
     mode: str | None = None,
-    chat: bool = False,
+    chat: bool | None = None,
     task_options: Mapping[str, Any] | None = None,
     backend_options: Mapping[str, Any] | None = None,
     trace: str | os.PathLike[str] | None = None,
     resume: str | os.PathLike[str] | dict[str, Any] | None = None,
     deadline: Deadline | None = None,
+    reserve: float | None = None,
 ) -> Result:
     """Think about ``question`` for ``think`` seconds (or ``"30s"``) and answer.
 
     ``task`` "auto" (the default) picks game24 for a Game-of-24 question and generic
-    otherwise; ``strategy`` defaults to "bfs". When resuming, both default to what the
-    trace used. ``model`` is a GGUF path, a server URL (``http://host:port/v1``), a backend
-    object, or None for ``$DELIBERATE_MODEL`` or the embedded model. A backend object
-    is left open; one opened here is closed before returning. ``max_nodes`` bounds the
-    graph instead of (or as well as) the clock; ``think=None`` means no time limit.
+    otherwise; ``strategy`` defaults to "bfs". ``model`` is a GGUF path, a server URL
+    (``http://host:port/v1``), a backend object, or None for ``$DELIBERATE_MODEL`` or
+    the embedded model. A backend object is left open; one opened here is closed
+    before returning. ``max_nodes`` bounds the graph instead of (or as well as) the
+    clock; ``think=None`` (or ``"none"``) means no time limit. ``verifier`` (default
+    True), ``evaluator`` ("value", "vote", or "none": no model judge, every state
+    counts as 0.5), ``mode`` ("propose" or "sample"; default:
+    the task's choice) and ``chat`` (default False) shape the search; ``reserve`` is
+    the share of the budget kept for the greedy finish (default 0.1).
+
     ``resume`` continues a saved trace with more time; the graph is restored, not
-    recomputed. ``deadline`` lets a caller cancel from another thread (Ctrl-C).
+    recomputed, and every setting the trace recorded is restored too, unless given
+    here, in which case the new trace records what changed. ``deadline`` lets a caller
+    cancel from another thread (Ctrl-C).
     """
-    from deliberate import strategies
-
+    given = {
+        "question": question, "task": task, "strategy": strategy, "seed": seed, "options": options,
+        "task_options": task_options, "verifier": verifier, "evaluator": evaluator, "mode": mode,
+        "chat": chat, "max_nodes": max_nodes,
+    }
     previous = read_trace(resume) if isinstance(resume, (str, os.PathLike)) else resume
-    if previous is not None:
-        meta = previous["meta"]
-        question = question if question is not None else meta["question"]
-        task = task or meta.get("task")
-        strategy = strategy or meta.get("strategy")
-        options = options if options is not None else meta.get("options")
-        task_options = task_options if task_options is not None else meta.get("task_options")
-        seed = seed if seed is not None else meta.get("seed")
-    if question is None or not question.strip():
-        raise QuestionError("the question is empty")
-    task = detect(question) if task in (None, "auto") else task
-    strategy = strategy or "bfs"
-    budget = None if think is None else parse_duration(think)
-    if budget is None and max_nodes is None:
-        raise DurationError("give a thinking time, a node budget (max_nodes), or both")
-    if max_nodes is not None and max_nodes < 1:
-        raise UsageError(f"max_nodes must be at least 1, got {max_nodes}")
-    if evaluator not in ("value", "vote"):
-        raise UsageError(f"evaluator must be 'value' or 'vote', got {evaluator!r}")
-    if mode not in (None, "propose", "sample"):
-        raise UsageError(f"mode must be 'propose' or 'sample', got {mode!r}")
-    the_task = make_task(task, **dict(task_options or {}))
-    the_task.root(question)  # reject a question the task cannot read before loading anything
-    chosen = strategies.make(strategy, options)
-    trace_path = check_writable(trace) if trace is not None else None
-    seed = 0 if seed is None else int(seed)
-
-    config = SearchConfig(mode=mode, evaluator=evaluator, verifier=verifier, chat=chat, max_nodes=max_nodes)  # type: ignore[arg-type]
-    chosen.configure(config)
-
+    settings, overrides = resume_settings(previous, given)
+    plan = _prepare(settings, think, trace, reserve)
+    plan.overrides = overrides
     owned = not (model is not None and not isinstance(model, (str, os.PathLike)))
     loading = time.perf_counter()
     backend = open_backend(model, **dict(backend_options or {}))
     model_meta = _model_meta(backend, model)  # hashing belongs to loading, not thinking
     load_seconds = time.perf_counter() - loading
     try:
-        clock = deadline.clock if deadline is not None else getattr(backend, "clock", None) or MonotonicClock()
-        if deadline is None:
-            deadline = Deadline.after(budget, clock)
-        elif budget is not None:
-            deadline.at = min(deadline.at, deadline.clock.now() + budget)
-        search = Search(
-            question,
-            the_task,
-            backend,
-            deadline,
-            budget=budget,
-            config=config,
-            seed=seed,
-            on_event=on_event,
-            graph=load_graph(previous) if previous else None,
-            events=list(previous["events"]) if previous else None,
-            elapsed_before=previous["meta"]["timings"]["thinking_seconds"] if previous else 0.0,
-        )
-        started = search.elapsed()
-        try:
-            chosen.run(search)
-            reason = "complete"
-        except StopSearch as stop:
-            reason = stop.reason
-        except KeyboardInterrupt:
-            deadline.cancel()
-            reason = "interrupted"
-        if deadline.cancelled:
-            reason = "interrupted"
-        try:
-            search.finish()
-        except KeyboardInterrupt:
-            reason = "interrupted"
-        best = search.best_terminal()
-        answer = search.answer()
-        search.emit("answer", node=best, answer=answer, reason=reason)
-        thinking = search.elapsed()
-        stats = Stats(
-            thinking_seconds=round(thinking, 4),
-            load_seconds=round(load_seconds, 4),
-            nodes=len(search.graph),
-            tokens=search.stats.tokens,
-            prompt_tokens=search.stats.prompt_tokens,
-            tokens_per_second=round(search.stats.tokens / max(thinking - started, 1e-9), 2),
-            stop_reason=reason,
-            expansions=search.stats.expansions,
-            evaluations=search.stats.evaluations,
-            merged=search.stats.merged,
-        )
-        meta = {
-            "deliberate": __version__,
-            "question": question,
-            "task": the_task.name,
-            "task_options": dict(task_options or {}),
-            "strategy": chosen.name,
-            "options": dataclasses.asdict(chosen.options),
-            "config": dataclasses.asdict(config),
-            **model_meta,
-            "backend": backend.describe(),
-            "seed": seed,
-            "budget": {"think": budget, "max_nodes": max_nodes, "reserve": config.reserve},
-            "timings": {"load_seconds": stats.load_seconds, "thinking_seconds": stats.thinking_seconds},
-            "stop_reason": reason,
-            "answer": answer,
-            "answer_node": best,
-            "stats": dataclasses.asdict(stats),
-        }
-        record = build_trace(meta, search.events, search.graph)
-        if trace_path is not None:
-            write_trace(trace_path, record)
-        return Result(answer, search.graph, record, stats)
+        return _run(plan, backend, model_meta, load_seconds, previous, deadline, on_event)
     finally:
         if owned:
             backend.close()
+
+
+def resume_settings(previous: dict[str, Any] | None, given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The settings to run with: what was given, else what the resumed trace used.
+
+    Returns them with the overrides: each setting given anew that differs from the
+    trace's, as ``{"was": ..., "now": ...}``.
+    """
+    if previous is None:
+        return dict(given), {}
+    meta = previous["meta"]
+    config = meta.get("config", {})
+    recorded = {
+        "question": meta.get("question"),
+        "task": meta.get("task"),
+        "strategy": meta.get("strategy"),
+        "seed": meta.get("seed"),
+        "options": meta.get("options"),
+        "task_options": meta.get("task_options"),
+        **{key: config.get(key) for key in RESUMED_CONFIG},
+    }
+    settings, overrides = {}, {}
+    for key, value in given.items():
+        if value is None:
+            settings[key] = recorded.get(key)
+            continue
+        settings[key] = value
+        was = recorded.get(key)
+        if was is not None and _comparable(value) != _comparable(was):
+            overrides[key] = {"was": was, "now": _comparable(value)}
+    return settings, overrides
+
+
+def _comparable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return value
+
+
+@dataclass
+class _Plan:
+    """Everything checked before a model is loaded."""
+
+    question: str
+    task: Any
+    strategy: Any
+    config: SearchConfig
+    budget: float | None
+    seed: int
+    task_options: dict[str, Any]
+    trace_path: Path | None
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _prepare(settings: dict[str, Any], think: float | str | None, trace: Any, reserve: float | None) -> _Plan:
+    """Check the question, strategy, options, budget and trace path before loading anything."""
+    from deliberate import strategies
+
+    question = settings["question"]
+    if question is None or not question.strip():
+        raise QuestionError("the question is empty")
+    max_nodes = settings["max_nodes"]
+    budget = parse_budget(think)
+    if budget is None and max_nodes is None:
+        raise DurationError("give a thinking time, a node budget (max_nodes), or both")
+    if max_nodes is not None and max_nodes < 1:
+        raise UsageError(f"max_nodes must be at least 1, got {max_nodes}")
+    evaluator = settings["evaluator"] or "value"
+    if evaluator not in ("value", "vote", "none"):
+        raise UsageError(f"evaluator must be 'value', 'vote' or 'none', got {evaluator!r}")
+    if settings["mode"] not in (None, "propose", "sample"):
+        raise UsageError(f"mode must be 'propose' or 'sample', got {settings['mode']!r}")
+    if reserve is not None and not 0.0 <= reserve < 1.0:
+        raise UsageError(f"reserve must be at least 0 and below 1, got {reserve}")
+    task_name = settings["task"]
+    task_name = detect(question) if task_name in (None, "auto") else task_name
+    task_options = dict(settings["task_options"] or {})
+    the_task = make_task(task_name, **task_options)
+    the_task.root(question)  # reject a question the task cannot read before loading anything
+    chosen = strategies.make(settings["strategy"] or "bfs", settings["options"])
+    config = SearchConfig(
+        mode=settings["mode"],
+        evaluator=evaluator,  # type: ignore[arg-type]
+        verifier=True if settings["verifier"] is None else bool(settings["verifier"]),
+        chat=bool(settings["chat"]),
+        max_nodes=max_nodes,
+    )
+    if reserve is not None:
+        config.reserve = reserve
+    chosen.configure(config)
+    return _Plan(
+        question=question,
+        task=the_task,
+        strategy=chosen,
+        config=config,
+        budget=budget,
+        seed=0 if settings["seed"] is None else int(settings["seed"]),
+        task_options=task_options,
+        trace_path=check_writable(trace) if trace is not None else None,
+    )
+
+
+def _run(
+    plan: _Plan,
+    backend: Backend,
+    model_meta: dict[str, Any],
+    load_seconds: float,
+    previous: dict[str, Any] | None,
+    deadline: Deadline | None,
+    on_event: Callable[[Event], None] | None,
+) -> Result:
+    """Search until the budget ends, finish greedily if need be, and build the result."""
+    clock = deadline.clock if deadline is not None else getattr(backend, "clock", None) or MonotonicClock()
+    own = Deadline.after(plan.budget, clock)
+    if deadline is not None:
+        # The caller's deadline is not changed: it only cancels (and may end sooner).
+        own = deadline.sooner(own.remaining()) if plan.budget is not None else deadline
+    search = Search(
+        plan.question,
+        plan.task,
+        backend,
+        own,
+        budget=plan.budget,
+        config=plan.config,
+        seed=plan.seed,
+        on_event=on_event,
+        graph=load_graph(previous) if previous else None,
+        events=list(previous["events"]) if previous else None,
+        elapsed_before=previous["meta"]["timings"]["thinking_seconds"] if previous else 0.0,
+    )
+    started = search.elapsed()
+    reason = _search(plan, search, own)
+    best = search.best_terminal()
+    answer = search.answer()
+    search.emit("answer", node=best, answer=answer, reason=reason)
+    thinking = search.elapsed()
+    stats = Stats(
+        thinking_seconds=round(thinking, 4),
+        load_seconds=round(load_seconds, 4),
+        nodes=len(search.graph),
+        tokens=search.stats.tokens,
+        prompt_tokens=search.stats.prompt_tokens,
+        tokens_per_second=round(search.stats.tokens / max(thinking - started, 1e-9), 2),
+        stop_reason=reason,
+        expansions=search.stats.expansions,
+        evaluations=search.stats.evaluations,
+        merged=search.stats.merged,
+    )
+    meta = {
+        "deliberate": __version__,
+        "question": plan.question,
+        "task": plan.task.name,
+        "task_options": plan.task_options,
+        "strategy": plan.strategy.name,
+        "options": dataclasses.asdict(plan.strategy.options),
+        "config": dataclasses.asdict(plan.config),
+        **model_meta,
+        "backend": backend.describe(),
+        "seed": plan.seed,
+        "budget": {"think": plan.budget, "max_nodes": plan.config.max_nodes, "reserve": plan.config.reserve},
+        "timings": {"load_seconds": stats.load_seconds, "thinking_seconds": stats.thinking_seconds},
+        "stop_reason": reason,
+        "answer": answer,
+        "answer_node": best,
+        "stats": dataclasses.asdict(stats),
+    }
+    if previous is not None:
+        meta["resumed"] = {
+            "thinking_seconds_before": previous["meta"]["timings"]["thinking_seconds"],
+            "overrides": plan.overrides,
+        }
+    record = build_trace(meta, search.events, search.graph)
+    if plan.trace_path is not None:
+        write_trace(plan.trace_path, record)
+    return Result(answer, search.graph, record, stats)
+
+
+def _search(plan: _Plan, search: Search, deadline: Deadline) -> str:
+    """Run the strategy, then the greedy finish; the stop reason. Nothing but a second
+    Ctrl-C escapes: the answer so far and the trace are kept whatever happens."""
+    try:
+        plan.strategy.run(search)
+        reason = "complete"
+    except StopSearch as stop:
+        reason = stop.reason
+    except ContextOverflowError:
+        if len(search.graph) == 1 and search.best_terminal() is None:
+            raise  # the question itself does not fit: nothing to keep, say so
+        reason = "context"  # the cache filled up mid-search: keep what was found
+    except KeyboardInterrupt:
+        deadline.cancel()
+        reason = "interrupted"
+    if deadline.cancelled:
+        reason = "interrupted"
+    try:
+        search.finish(until_the_end=reason != "complete")
+    except KeyboardInterrupt:
+        reason = "interrupted"
+    if search.solved() and reason in ("deadline", "complete"):
+        reason = "solved"  # the finish found a verified answer
+    if deadline.cancelled:
+        reason = "interrupted"
+    return reason
 
 
 def _model_meta(backend: Backend, model: Any) -> dict[str, Any]:

@@ -39,7 +39,7 @@ def _err(message: str) -> None:
 @app.command()
 def solve(
     question: Optional[str] = typer.Argument(None, help="The question; omit it with --resume."),
-    think: str = typer.Option("30s", "--think", "-t", help="Thinking time: 500ms, 8s, 2m, 1h or seconds."),
+    think: str = typer.Option("30s", "--think", "-t", help="Thinking time: 500ms, 8s, 2m, 1h, seconds, or none (needs --max-nodes)."),
     strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="cot, best-of-n, self-consistency, bfs, dfs, beam or mcts", show_default="bfs"),
     task: Optional[str] = typer.Option(None, "--task", help="auto, generic, game24 or math", show_default="auto"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path or http(s)://host:port/v1", show_default="$DELIBERATE_MODEL, else the embedded model"),
@@ -48,23 +48,29 @@ def solve(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of the bare answer."),
     opt: list[str] = typer.Option([], "--opt", "-o", help="Strategy option key=value (repeatable)."),
     max_nodes: Optional[int] = typer.Option(None, "--max-nodes", help="Stop after this many graph nodes (deterministic budget)."),
-    no_verifier: bool = typer.Option(False, "--no-verifier", help="Judge states by the model alone; no calculator checks."),
-    evaluator: str = typer.Option("value", "--evaluator", help="value (label log-probabilities) or vote."),
+    verifier: Optional[bool] = typer.Option(None, "--verifier/--no-verifier", help="Check arithmetic and answers with the calculator, or judge states by the model alone.", show_default="--verifier"),
+    evaluator: Optional[str] = typer.Option(None, "--evaluator", help="value (label log-probabilities), vote, or none (no model judge).", show_default="value"),
+    task_opt: list[str] = typer.Option([], "--task-opt", help="Task option key=value (repeatable), e.g. openings=none."),
     mode: Optional[str] = typer.Option(None, "--mode", help="propose or sample", show_default="the task's choice"),
-    chat: bool = typer.Option(False, "--chat", help="Render prompts with the model's chat template."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a saved trace with more thinking time."),
+    chat: Optional[bool] = typer.Option(None, "--chat/--no-chat", help="Render prompts with the model's chat template.", show_default="--no-chat"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a saved trace with more thinking time; its settings are kept unless given again."),
+    exact: bool = typer.Option(False, "--exact", help="Reproducible numerics: no weight repacking, fixed prefill chunks (slower)."),
     gpu_layers: Optional[int] = typer.Option(None, "--gpu-layers", help="Layers to offload to Metal/CUDA (needs a GPU build)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads", show_default="physical cores"),
     ctx: Optional[int] = typer.Option(None, "--ctx", help="KV cache size in tokens, shared by all branches", show_default="8192"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display and no summary on stderr."),
+    view: bool = typer.Option(False, "--view", help="Follow the search live in a browser: prints a 127.0.0.1 URL to stderr."),
 ) -> None:
     """Think about QUESTION for --think and print the answer."""
     from deliberate.api import think as run_think
+    from deliberate.benchmarks.cli import parse_pairs
     from deliberate.clock import Deadline
-    from deliberate.duration import parse_duration
-    from deliberate.errors import UsageError
+    from deliberate.duration import parse_budget
+    from deliberate.errors import DurationError, UsageError
 
-    budget = parse_duration(think)
+    budget = parse_budget(think)
+    if budget is None and max_nodes is None:
+        raise DurationError("--think none needs a node budget: add --max-nodes N")
     if question is None and resume is None:
         raise UsageError("give a QUESTION (or --resume TRACE)")
     backend_options: dict[str, Any] = {
@@ -72,29 +78,46 @@ def solve(
         for key, value in (("n_gpu_layers", gpu_layers), ("n_threads", threads), ("n_ctx", ctx))
         if value is not None
     }
+    if exact:
+        backend_options["exact_batching"] = True
     target = trace if trace is not None else resume
     deadline = Deadline.after(None)
     progress = None if quiet or not sys.stderr.isatty() else _Progress(budget)
-    with _interrupts(deadline):
-        result = run_think(
-            question,
-            task=task,
-            strategy=strategy,
-            model=model,
-            think=budget,
-            seed=seed,
-            on_event=progress.update if progress else None,
-            options=opt,
-            max_nodes=max_nodes,
-            verifier=not no_verifier,
-            evaluator=evaluator,
-            mode=mode,
-            chat=chat,
-            backend_options=backend_options,
-            trace=target,
-            resume=resume,
-            deadline=deadline,
-        )
+    live = None
+    if view:
+        from deliberate.viewer.live import LiveView
+
+        live = LiveView(question=question)
+        _err(f"live view: {live.start()}")
+    listeners = [f for f in (progress.update if progress else None, live.on_event if live else None) if f]
+    try:
+        with _interrupts(deadline):
+            result = run_think(
+                question,
+                task=task,
+                strategy=strategy,
+                model=model,
+                think=budget,
+                seed=seed,
+                on_event=(lambda event: [listen(event) for listen in listeners]) if listeners else None,
+                options=opt,
+                max_nodes=max_nodes,
+                verifier=verifier,
+                evaluator=evaluator,
+                mode=mode,
+                chat=chat,
+                task_options=parse_pairs(task_opt, "--task-opt") or None,
+                backend_options=backend_options,
+                trace=target,
+                resume=resume,
+                deadline=deadline,
+            )
+        if live:
+            live.finish(result.trace)  # the page becomes the static view
+            live.wait_delivered(timeout=5)
+    finally:
+        if live:
+            live.close()
     if progress:
         progress.close()
     stats = result.stats
@@ -136,10 +159,23 @@ def trace_show(
     render.show(file, format=format, out=out, max_depth=max_depth)
 
 
+@trace_app.command("view")
+def trace_view(
+    file: Path = typer.Argument(..., help="A trace written by solve --trace."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the page here.", show_default="TRACE with .html"),
+    open_: bool = typer.Option(False, "--open", help="Open the page in the default web browser."),
+) -> None:
+    """Write the trace as one self-contained HTML page: the tree, its values and a replay timeline."""
+    from deliberate.viewer import view
+
+    written = view(file, out, open_browser=open_)
+    _err(f"wrote {written} ({written.stat().st_size / 1024:.0f} KB; works offline)")
+
+
 class _Progress:
     """A live status line on stderr, fed by search events."""
 
-    def __init__(self, budget: float) -> None:
+    def __init__(self, budget: float | None) -> None:
         from rich.console import Console
         from rich.live import Live
 
@@ -159,10 +195,8 @@ class _Progress:
             self.best = 1.0
         elapsed = event["t"]
         best = "-" if self.best is None else f"{self.best:.2f}"
-        self.live.update(
-            f"thinking {elapsed:5.1f}s · {max(0.0, self.budget - elapsed):5.1f}s left · "
-            f"{self.nodes} nodes · best value {best}"
-        )
+        left = "no time limit" if self.budget is None else f"{max(0.0, self.budget - elapsed):5.1f}s left"
+        self.live.update(f"thinking {elapsed:5.1f}s · {left} · {self.nodes} nodes · best value {best}")
 
     def close(self) -> None:
         self.live.stop()

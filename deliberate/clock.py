@@ -86,3 +86,37 @@ class Deadline:
         child = Deadline(self.clock, min(self.at, self.clock.now() + seconds))
         child._switch = self._switch
         return child
+
+    def with_grace(self, grace: float) -> GraceDeadline:
+        """A deadline that ends with this one, or ``grace`` seconds after its cancel.
+
+        The greedy finish runs under it: a Ctrl-C that came before the finish, or one
+        that arrives during it, leaves the finish ``grace`` seconds after the signal.
+        """
+        return GraceDeadline(self, grace)
+
+
+class GraceDeadline(Deadline):
+    """See ``Deadline.with_grace``. It reads the parent's cancel switch on every check,
+    so a signal that arrives while it runs still ends it; it is never cancelled itself."""
+
+    def __init__(self, parent: Deadline, grace: float) -> None:
+        super().__init__(parent.clock, parent.at)
+        self.parent = parent
+        self.grace = grace
+
+    @property
+    def at(self) -> float:  # type: ignore[override]
+        cancelled = self.parent.cancelled_at
+        limit = self.parent.at
+        return limit if cancelled is None else min(limit, cancelled + self.grace)
+
+    @at.setter
+    def at(self, value: float) -> None:
+        pass  # always derived from the parent
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - self.clock.now())
+
+    def expired(self) -> bool:
+        return self.clock.now() >= self.at

@@ -37,6 +37,13 @@ def parse_duration(text: str | float | int) -> float:
     return seconds
 
 
+def parse_budget(text: str | float | int | None) -> float | None:
+    """A thinking budget: a duration, or None for ``none`` (no time limit)."""
+    if text is None or (isinstance(text, str) and text.strip().lower() == "none"):
+        return None
+    return parse_duration(text)
+
+
 def format_duration(seconds: float) -> str:
     if seconds < 1:
         return f"{seconds * 1000:.0f}ms"

@@ -20,6 +20,11 @@ Node attributes (all JSON-ready so the trace can hold the graph as node-link dat
     created: float        seconds since the search began
     seed: int             derived from the parent's seed and this child's index
     expansions: int       how many times this node was expanded
+    tries: int            samples asked of this node, over all its expansions (seeds count them)
+    moves_done: list      the task's moves that gave this node a valid step (see ``Task.moves``)
+    pruned: dict | None   why the node was pruned: {"reason": str, "dead": bool}; a dead
+                          node is proven hopeless, any other prune is a strategy's choice
+                          that the strategy may take back (``Search.revive``)
     aliases: list         [parent, thought] pairs that reached the same state later
     answer: str | None    set on terminal nodes
     rollout: bool         made during an MCTS rollout
@@ -64,6 +69,9 @@ class ThoughtGraph:
             created=created,
             seed=seed,
             expansions=0,
+            tries=0,
+            moves_done=[],
+            pruned=None,
             aliases=[],
             answer=None,
             rollout=False,
@@ -150,6 +158,12 @@ class ThoughtGraph:
     def from_data(cls, data: dict[str, Any]) -> ThoughtGraph:
         graph = cls.__new__(cls)
         graph.g = nx.node_link_graph(data, directed=True, multigraph=False, edges="edges")
+        for _, attrs in graph.g.nodes(data=True):
+            # Traces written before these fields existed resume with their defaults.
+            attrs.setdefault("tries", attrs.pop("tried", 0))
+            attrs.setdefault("moves_done", [])
+            attrs.setdefault("pruned", {"reason": "", "dead": False} if attrs.get("status") == "pruned" else None)
+            attrs.pop("openings_done", None)
         graph._by_key = {attrs["key"]: node for node, attrs in graph.g.nodes(data=True)}
         return graph
 

@@ -82,10 +82,14 @@ def _print_tree(trace: dict[str, Any], graph: ThoughtGraph, max_depth: int | Non
     while stack:
         node, branch = stack.pop()
         children = sorted(graph.children(node), key=lambda c: (c not in on_path, -(graph.value(c) or 0.0), c))
-        for child in reversed(children):
-            if max_depth is not None and graph.depth(child) > max_depth:
-                continue
-            stack.append((child, branch.add(_label(graph, child, child in on_path))))
+        # Add the branches in order (the answer path first), then push them reversed so
+        # the walk also takes the answer path first.
+        added = [
+            (child, branch.add(_label(graph, child, child in on_path)))
+            for child in children
+            if max_depth is None or graph.depth(child) <= max_depth
+        ]
+        stack.extend(reversed(added))
     console = Console()
     console.print(tree)
     answer = meta.get("answer")

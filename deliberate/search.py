@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,12 +23,15 @@ from deliberate.backends.base import Backend, GenerateRequest, Sample, derive_se
 from deliberate.clock import Deadline
 from deliberate.errors import ContextOverflowError
 from deliberate.graph import ROOT, ThoughtGraph
-from deliberate.tasks.base import Step, Task, vote_labels
+from deliberate.tasks.base import Step, Task, label_probs, label_value, pending_openings, vote_labels
 
 Event = dict[str, Any]
 OPEN = ("open", "expanded")
 FINAL = ("terminal", "solved", "failed")
 FINISH_ON_INTERRUPT = 0.4  # seconds after Ctrl-C until which greedy finishing may run
+# With no time limit, this many expansions in a row that add no node end the search
+# ("stalled"): asking again has stopped finding anything new, and no clock will stop it.
+STALL_LIMIT = 64
 
 
 class StopSearch(Exception):
@@ -42,7 +45,7 @@ class StopSearch(Exception):
 @dataclass
 class SearchConfig:
     mode: Literal["propose", "sample"] | None = None  # None: the task's own preference
-    evaluator: Literal["value", "vote"] = "value"
+    evaluator: Literal["value", "vote", "none"] = "value"  # none: the model never judges
     verifier: bool = True  # let the task check arithmetic and final answers exactly
     temperature: float = 0.7
     top_k: int = 40
@@ -52,7 +55,8 @@ class SearchConfig:
     chat: bool = False  # render prompts with the model's chat template
     max_nodes: int | None = None
     answer_by: Literal["value", "vote"] = "value"  # how terminal answers are chosen
-    tries: int = 2  # samples per opening before a state without new thoughts is a dead end
+    heat: float = 0.1  # temperature added per earlier expansion of a node, so re-asks vary more
+    max_temperature: float = 1.2
 
 
 @dataclass
@@ -100,7 +104,7 @@ class Search:
         self.graph = graph
         self.events: list[Event] = events if events is not None else []
         self._chat = backend.format_chat if self.config.chat else None
-        self._merged_into: dict[int, list[int]] = {}  # the last expand's merges, per listing
+        self._barren = 0  # expansions in a row that added no node
 
     # -- time --------------------------------------------------------------------
     def elapsed(self) -> float:
@@ -116,18 +120,24 @@ class Search:
 
     def check(self) -> None:
         """Raise ``StopSearch`` if the search must end now."""
+        if self.full():
+            raise StopSearch("max-nodes")  # a hard cap: the greedy finish obeys it too
+        if self.budget is None and self._barren >= STALL_LIMIT:
+            raise StopSearch("stalled")
         if self._finishing is not None:
             if self._finishing.expired():
-                raise StopSearch("deadline")
+                raise StopSearch("interrupted" if self.deadline.cancelled else "deadline")
             return
         if self.deadline.cancelled:
             raise StopSearch("interrupted")
         if self.config.stop_when_solved and self.solved():
             raise StopSearch("solved")
-        if self.config.max_nodes is not None and len(self.graph) >= self.config.max_nodes:
-            raise StopSearch("max-nodes")
         if self._explore_deadline().expired():
             raise StopSearch("deadline")
+
+    def full(self) -> bool:
+        """Whether the graph holds ``max_nodes`` nodes, so that no operation may add one."""
+        return self.config.max_nodes is not None and len(self.graph) >= self.config.max_nodes
 
     # -- events ------------------------------------------------------------------
     def emit(self, kind: str, **data: Any) -> None:
@@ -150,77 +160,116 @@ class Search:
 
         Returns the new children of each node. A thought that reaches a state already
         in the graph is merged into that node and not returned again. Pruned and final
-        nodes are never expanded; they get an empty list.
+        nodes are never expanded, nor are nodes whose every move has its child; they
+        get an empty list.
         """
+        return self._expand(nodes, k, mode=mode, temperature=temperature, rollout=rollout).children
+
+    def _expand(
+        self,
+        nodes: Sequence[int],
+        k: int,
+        *,
+        mode: Literal["propose", "sample"] | None,
+        temperature: float | None,
+        rollout: bool,
+    ) -> _Expansion:
         self.check()
         mode = mode or self.config.mode or self.task.mode
-        temperature = self.config.temperature if temperature is None else temperature
-        # One plan per request: (listing index, node, opening, request, proposing). A node
-        # listed twice (rollouts from the root) is two listings with their own samples.
-        plans: list[tuple[int, int, str, GenerateRequest, bool]] = []
+        plans: list[_Plan] = []
         asked: dict[int, int] = {}  # samples planned per node in this call, for fresh seeds
-        for index, node in enumerate(nodes):
+        for listing, node in enumerate(nodes):
             if self.graph.status(node) not in OPEN:
                 continue
-            state = self.graph[node]["state"]
-            listing = sum(1 for p in plans if p[1] == node and p[0] != index)
-            attempt = self.graph[node]["expansions"] + listing
-            # Seeds count every sample ever asked of this node, so no call repeats one.
-            seed = derive_seed(self.graph[node]["seed"], 1_000_003 + self.graph[node].get("tried", 0) + asked.get(node, 0))
-            prompt = self.task.propose_prompt(self.question, state) if mode == "propose" else None
-            if prompt is not None:
-                request = self._request(prompt.render(self._chat), max(1, math.ceil(k / 3)), seed, temperature, True)
-                plans.append((index, node, "", request, True))
-                asked[node] = asked.get(node, 0) + request.n
-                continue
-            text = self.task.step_prompt(self.question, state).render(self._chat)
-            # Openings ("5 *", "10 -") start each sampled step differently; a small base model
-            # otherwise proposes the same step again and again.
-            openings = self.task.openings(state)
-            if not rollout:
-                # An opening that already gave a valid step is not asked again: under the
-                # verifier a checked step has one right completion, so a repeat could only
-                # merge into the child we have. (A rollout may repeat one: it follows
-                # the merge down the tree.)
-                done = self.graph[node].get("openings_done", [])
-                fresh = [o for o in openings if o not in done]
-                if openings and not fresh:
-                    continue  # every opening of this state has its thought already
-                openings = fresh
-            # Rollouts start from a seeded opening: always taking the first would make
-            # every rollout from a state try the same operation.
-            start = derive_seed(seed, 17) % max(1, len(openings)) if rollout else attempt * k
-            for j, (opening, n) in enumerate(_spread(k, openings, start)):
-                request = self._request(text + opening, n, derive_seed(seed, j), temperature, False)
-                plans.append((index, node, opening, request, False))
-                asked[node] = asked.get(node, 0) + n
+            plans.extend(self._plan(listing, node, k, mode, temperature, rollout, asked))
+        found = _Expansion([[] for _ in nodes], [[] for _ in nodes])
         if not plans:
-            return [[] for _ in nodes]
-        results = self.backend.generate([p[3] for p in plans], self._explore_deadline())
-        children: list[list[int]] = [[] for _ in nodes]
-        self._merged_into = {}
-        for (index, node, opening, _, proposing), samples in zip(plans, results):
-            children[index].extend(self._add_children(index, node, opening, samples, proposing, rollout))
-        for _, node, _, request, _ in plans:
-            self.graph[node]["tried"] = self.graph[node].get("tried", 0) + request.n
-        expanded = list(dict.fromkeys(p[1] for p in plans))
+            return found
+        results = self.backend.generate([p.request for p in plans], self._explore_deadline())
+        before = len(self.graph)
+        for plan, samples in zip(plans, results):
+            made, merged = self._add_children(plan, samples, rollout)
+            found.children[plan.listing].extend(made)
+            found.merges[plan.listing].extend(merged)
+        for plan in plans:
+            self.graph[plan.node]["tries"] += plan.request.n
+        expanded = list(dict.fromkeys(p.node for p in plans))
         for node in expanded:
             self.graph[node]["expansions"] += 1
             if self.graph.status(node) == "open":
                 self.graph.set_status(node, "expanded")
         self.stats.expansions += len(expanded)
+        self._barren = 0 if len(self.graph) > before else self._barren + 1
         per_node: dict[int, list[int]] = {node: [] for node in expanded}
-        for index, node in enumerate(nodes):
+        for listing, node in enumerate(nodes):
             if node in per_node:
-                per_node[node].extend(children[index])
+                per_node[node].extend(found.children[listing])
         self.emit(
             "expand",
             nodes=expanded,
             children=[per_node[n] for n in expanded],
-            mode="propose" if plans[0][4] else "sample",
+            mode="propose" if plans[0].proposing else "sample",
             tokens=sum(s.completion_tokens for samples in results for s in samples),
         )
-        return children
+        return found
+
+    def _plan(
+        self,
+        listing: int,
+        node: int,
+        k: int,
+        mode: str,
+        temperature: float | None,
+        rollout: bool,
+        asked: dict[int, int],
+    ) -> list[_Plan]:
+        """The requests that ask ``node`` for ``k`` thoughts; none if nothing is left to ask."""
+        attrs = self.graph[node]
+        state = attrs["state"]
+        # Seeds count every sample ever asked of this node, so no call repeats one, and
+        # a node listed twice (rollouts from the root) gets its own samples.
+        seed = derive_seed(attrs["seed"], 1_000_003 + attrs["tries"] + asked.get(node, 0))
+        temperature = self._temperature(node, temperature)
+        prompt = self.task.propose_prompt(self.question, state) if mode == "propose" else None
+        if prompt is not None:
+            request = self._request(prompt.render(self._chat), max(1, math.ceil(k / 3)), seed, temperature, True)
+            asked[node] = asked.get(node, 0) + request.n
+            return [_Plan(listing, node, "", request, True)]
+        text = self.task.step_prompt(self.question, state).render(self._chat)
+        # Openings ("5 *", "10 -") start each sampled step differently; a small base model
+        # otherwise proposes the same step again and again.
+        openings = self.task.openings(state)
+        moves = self._moves(node)
+        if moves is not None and not rollout:
+            # Ask only under openings with a move still missing: a verified move has one
+            # right result, so asking again for a move we have could only merge. A failed
+            # ask is asked again (fresh seed, warmer) until it gives its step. (A rollout
+            # may repeat a move: it follows the merge down the tree.)
+            openings = pending_openings(openings, moves, attrs["moves_done"])
+            if not openings:
+                return []
+        # Rollouts start from a seeded opening: always taking the first would make
+        # every rollout from a state try the same operation.
+        start = derive_seed(seed, 17) % max(1, len(openings)) if rollout else attrs["expansions"] * k + asked.get(node, 0)
+        plans = []
+        for j, (opening, n) in enumerate(_spread(k, openings, start)):
+            request = self._request(text + opening, n, derive_seed(seed, j), temperature, False)
+            plans.append(_Plan(listing, node, opening, request, False))
+            asked[node] = asked.get(node, 0) + n
+        return plans
+
+    def _temperature(self, node: int, temperature: float | None) -> float:
+        """The sampling temperature for ``node``: warmer with every earlier expansion,
+        so that a state the model keeps failing on sees different samples."""
+        base = self.config.temperature if temperature is None else temperature
+        if base <= 0:
+            return base  # greedy stays greedy
+        warmer = base + self.config.heat * self.graph[node]["expansions"]
+        return round(min(warmer, max(base, self.config.max_temperature)), 4)
+
+    def _moves(self, node: int) -> list[str] | None:
+        moves = getattr(self.task, "moves", None)
+        return None if moves is None else moves(self.graph[node]["state"], verify=self.config.verifier)
 
     def _request(self, prompt: str, n: int, seed: int, temperature: float, proposing: bool) -> GenerateRequest:
         return GenerateRequest(
@@ -235,29 +284,31 @@ class Search:
             special=self.config.chat,
         )
 
-    def _add_children(
-        self, index: int, node: int, opening: str, samples: list[Sample], proposing: bool, rollout: bool
-    ) -> list[int]:
+    def _add_children(self, plan: _Plan, samples: list[Sample], rollout: bool) -> tuple[list[int], list[int]]:
+        """The new children the samples made, and the existing nodes they merged into."""
+        node = plan.node
         state = self.graph[node]["state"]
         verify = self.config.verifier
         made: list[int] = []
+        merged_into: list[int] = []
         for sample in samples:
             self.stats.tokens += sample.completion_tokens
             self.stats.prompt_tokens += sample.prompt_tokens
             if sample.finish_reason == "context":
-                if node == ROOT:
+                if node == ROOT and len(self.graph) == 1:
                     raise ContextOverflowError(
                         f"the question does not fit in the model's context ({sample.prompt_tokens} prompt tokens)"
                     )
-                self.prune(node, "context window full")
+                if node != ROOT:
+                    self.prune(node, "context window full", dead=True)
                 continue
-            text = opening + sample.text
+            text = plan.opening + sample.text
             if sample.finish_reason == "deadline":
-                if not proposing:
+                if not plan.proposing:
                     continue  # cut off mid-thought: not a step
                 text = text[: text.rfind("\n") + 1]  # the finished lines of a list still count
             steps: list[Step]
-            if proposing:
+            if plan.proposing:
                 steps = self.task.parse_proposals(self.question, state, text, verify=verify)
             else:
                 step = self.task.parse_step(self.question, state, text, verify=verify)
@@ -265,11 +316,12 @@ class Search:
             if not steps:
                 self.stats.rejected += 1
             share = sample.completion_tokens // max(1, len(steps))
-            if steps and opening and not proposing:
-                done = self.graph[node].setdefault("openings_done", [])
-                if opening not in done:
-                    done.append(opening)
             for step in steps:
+                if step.move is not None and step.move not in self.graph[node]["moves_done"]:
+                    self.graph[node]["moves_done"].append(step.move)
+                existing = self.graph.node_for_key(self.task.key(step.state))
+                if existing is None and self.full():
+                    continue  # the node budget is a hard cap
                 child, merged = self.graph.add_child(
                     node,
                     step.thought,
@@ -282,12 +334,12 @@ class Search:
                 if merged:
                     self.stats.merged += 1
                     if child not in self.graph.path(node):
-                        self._merged_into.setdefault(index, []).append(child)
+                        merged_into.append(child)
                     continue
                 self.graph[child]["rollout"] = rollout
                 self._judge_if_final(child)
                 made.append(child)
-        return made
+        return made, merged_into
 
     def _judge_if_final(self, node: int) -> None:
         state = self.graph[node]["state"]
@@ -302,15 +354,25 @@ class Search:
         self.graph.add_value(node, 1.0 if verdict else 0.0, "verifier", None, self.elapsed())
         self.emit("verify", node=node, ok=verdict, answer=self.graph[node]["answer"])
 
-    def evaluate(self, nodes: Sequence[int], *, how: Literal["value", "vote"] | None = None) -> list[float | None]:
-        """A value for each node, batched into one model call; cached per state."""
+    def evaluate(self, nodes: Sequence[int], *, how: Literal["value", "vote", "none"] | None = None) -> list[float | None]:
+        """A value in [0, 1] for each node, batched into one model call; cached per state.
+
+        Values share one scale whatever judged them: 1 is sure, 0 hopeless, 0.5 middling
+        (which is also what an unjudged node counts as). A judge that fails (the KV cache
+        full) leaves its nodes unjudged rather than ending the search.
+        """
         self.check()
         how = how or self.config.evaluator
+        if how == "none":  # no judge: every unverified state stays unjudged (0.5 when ranked)
+            return [self.graph.value(n) for n in nodes]
         pending = [n for n in dict.fromkeys(nodes) if not self._has_value(n)]
-        if how == "vote":
-            pending = self._vote(pending)
-        if pending:
-            self._value(pending)
+        try:
+            if how == "vote":
+                pending = self._vote(pending)
+            if pending:
+                self._value(pending)
+        except ContextOverflowError as error:
+            self.emit("evaluate", source=how, nodes=[], values=[], error=str(error))
         return [self.graph.value(n) for n in nodes]
 
     def _has_value(self, node: int) -> bool:
@@ -322,13 +384,18 @@ class Search:
             self.task.value_prompt(self.question, self.graph[n]["state"]).render(self._chat) for n in nodes
         ]
         scores = self.backend.score_labels(prompts, list(labels), self._explore_deadline(), special=self.config.chat)
+        # How the backend scored them, where it has more than one way (a server backend).
+        via = getattr(getattr(self.backend, "stats", None), "extra", {}).get("label_scoring")
         done = []
         for node, logprobs in zip(nodes, scores):
-            if not logprobs:
+            probs = label_probs(logprobs, labels)
+            if probs is None:
                 continue  # unscored: the deadline passed
-            probs = _softmax(logprobs)
-            value = sum(probs[label] * labels[label] for label in labels)
-            self.graph.add_value(node, value, "value", {k.strip(): round(p, 4) for k, p in probs.items()}, self.elapsed())
+            value = label_value(probs, labels)
+            detail: dict[str, Any] = {k.strip(): round(p, 4) for k, p in probs.items()}
+            if via:
+                detail["via"] = via
+            self.graph.add_value(node, value, "value", detail, self.elapsed())
             done.append(node)
         self.stats.evaluations += len(done)
         if done:
@@ -354,31 +421,48 @@ class Search:
                     self.question, self.graph[parent]["state"], [self.graph[n]["thought"] for n in batch]
                 ).render(self._chat)
                 [logprobs] = self.backend.score_labels([prompt], labels, self._explore_deadline(), special=self.config.chat)
-                if not logprobs:
+                probs = label_probs(logprobs, {label: 1.0 for label in labels})
+                if probs is None:
                     continue
-                probs = _softmax(logprobs)
-                for node, label in zip(batch, labels):
-                    self.graph.add_value(node, probs[label], "vote", {"of": len(batch)}, self.elapsed())
+                values = [vote_value(probs[label], len(batch)) for label in labels]
+                for node, label, value in zip(batch, labels, values):
+                    self.graph.add_value(node, value, "vote", {"share": round(probs[label], 4), "of": len(batch)}, self.elapsed())
                 self.stats.evaluations += len(batch)
-                self.emit("evaluate", source="vote", nodes=batch, values=[round(probs[l], 4) for l in labels])
+                self.emit("evaluate", source="vote", nodes=batch, values=[round(v, 4) for v in values])
         return alone
 
-    def prune(self, node: int, reason: str) -> None:
+    def prune(self, node: int, reason: str, *, dead: bool = False) -> None:
+        """Stop exploring ``node``. ``dead`` says it is proven hopeless; otherwise the
+        prune is the strategy's choice, and ``revive`` can take it back."""
         if self.graph.status(node) in OPEN:
             self.graph.set_status(node, "pruned")
-            self.emit("prune", node=node, reason=reason)
+            self.graph[node]["pruned"] = {"reason": reason, "dead": dead}
+            self.emit("prune", node=node, reason=reason, dead=dead)
+
+    def revivable(self) -> list[int]:
+        """Nodes pruned by a strategy's choice rather than proven dead."""
+        return [n for n in self.graph.with_status("pruned") if not (self.graph[n]["pruned"] or {}).get("dead")]
+
+    def revive(self, node: int) -> None:
+        """Take back a strategy's prune: with time left, no state that is not proven
+        dead stays unexplored."""
+        if node in self.revivable():
+            self.graph.set_status(node, "expanded" if self.graph[node]["expansions"] else "open")
+            self.graph[node]["pruned"] = None
+            self.emit("revive", node=node)
 
     def backtrack(self, from_node: int, to_node: int) -> None:
         self.emit("backtrack", source=from_node, target=to_node)
 
     def exhausted(self, node: int) -> bool:
-        """Whether ``node`` has been sampled ``config.tries`` times per opening the task
-        offers, so that no new child means a dead end rather than bad luck."""
-        offered = self.task.openings(self.graph[node]["state"])
-        done = self.graph[node].get("openings_done", [])
-        if offered and all(o in done for o in offered):
-            return True
-        return self.graph[node].get("tried", 0) >= self.config.tries * max(1, len(offered))
+        """Whether the task proves that ``node`` has nothing left to try: it lists the
+        legal moves of the state, and each of them has given its child.
+
+        A model that failed to give a step, however often, proves nothing: the node is
+        asked again. Without a list of moves a node is never exhausted.
+        """
+        moves = self._moves(node)
+        return moves is not None and set(moves) <= set(self.graph[node]["moves_done"])
 
     def is_terminal(self, node: int) -> bool:
         return self.graph.status(node) in FINAL
@@ -397,13 +481,12 @@ class Search:
             active = [i for i in active if self.graph.status(tips[i]) in OPEN]  # type: ignore[arg-type]
             if not active:
                 return [tip if tip is not None and self.is_terminal(tip) else None for tip in tips]
-            steps = self.expand([tips[i] for i in active], 1, mode="sample", temperature=temperature, rollout=True)  # type: ignore[misc]
-            for listing, (i, new) in enumerate(zip(active, steps)):
+            found = self._expand([tips[i] for i in active], 1, mode="sample", temperature=temperature, rollout=True)  # type: ignore[misc]
+            for i, new, follow in zip(active, found.children, found.merges):
                 if new:
                     tips[i], misses[i] = new[0], 0
                     continue
                 # A step into a state the graph already has: carry on from that node.
-                follow = self._merged_into.get(listing, [])
                 if follow and (self.graph.status(follow[-1]) in OPEN or self.is_terminal(follow[-1])):
                     tips[i], misses[i] = follow[-1], 0
                     continue
@@ -441,26 +524,50 @@ class Search:
             return ROOT
         return max(candidates, key=lambda n: (self.graph.value(n) or 0.0, self.graph.depth(n), -n))
 
-    def finish(self) -> None:
-        """Spend the reserve completing the best partial state, if no answer exists yet."""
+    def finish(self, *, until_the_end: bool = True) -> None:
+        """Spend the reserve completing the best partial state, if no answer exists yet.
+
+        First greedily, then with sampled rollouts from the best partial state, again
+        and again until an answer exists or the time is up (``until_the_end``): time
+        left is never wasted. After a strategy that ended by itself (every state tried)
+        one round of sampled rollouts is all.
+        """
         if self.best_terminal() is not None:
             return
-        clock = self.deadline.clock
         # After Ctrl-C, finishing may run until FINISH_ON_INTERRUPT after the signal
-        # itself, however long the call in flight took to notice it.
-        cancelled = self.deadline.cancelled_at
-        until = math.inf if cancelled is None else cancelled + FINISH_ON_INTERRUPT
-        self._finishing = Deadline(clock, min(self.deadline.at, until))
+        # itself, however long the call in flight took to notice it; and a signal that
+        # arrives during the finish ends it the same way.
+        self._finishing = self.deadline.with_grace(FINISH_ON_INTERRUPT)
         try:
             start = self.best_partial()
             self.emit("finish", node=start)
             self.rollout([start], temperature=0.0)
-            if self.best_terminal() is None:  # greedy led nowhere: a few sampled tries
-                self.rollout([start] * 3, temperature=self.config.temperature)
-        except StopSearch:
-            pass
+            while self.best_terminal() is None:  # greedy led nowhere: sampled tries
+                asked = self.stats.expansions
+                self.rollout([self.best_partial()] * 3, temperature=max(self.config.temperature, 0.7))
+                if self.stats.expansions == asked or not until_the_end:
+                    break  # no state is left to roll out from
+        except (StopSearch, ContextOverflowError):
+            pass  # the best answer so far stands
         finally:
             self._finishing = None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One request of an expansion and where its samples go."""
+
+    listing: int  # index into the nodes passed to expand (a node may be listed twice)
+    node: int
+    opening: str  # text the prompt ends with, which the sample continues
+    request: GenerateRequest
+    proposing: bool  # a list of proposals rather than one step
+
+
+@dataclass
+class _Expansion:
+    children: list[list[int]]  # per listing: the new children
+    merges: list[list[int]]  # per listing: existing nodes that samples reached again
 
 
 def _spread(k: int, openings: Sequence[str], start: int) -> list[tuple[str, int]]:
@@ -472,8 +579,12 @@ def _spread(k: int, openings: Sequence[str], start: int) -> list[tuple[str, int]
     return [(opening, share + (1 if i < extra else 0)) for i, opening in enumerate(openings)]
 
 
-def _softmax(logprobs: dict[str, float]) -> dict[str, float]:
-    top = max(logprobs.values())
-    weights = {k: math.exp(v - top) for k, v in logprobs.items()}
-    total = sum(weights.values())
-    return {k: w / total for k, w in weights.items()}
+def vote_value(share: float, count: int) -> float:
+    """A vote share among ``count`` siblings on the value scale: n*s / (n*s + 1).
+
+    A sibling with an average share (1/n) gets 0.5, like an unjudged node; the one
+    every vote goes to approaches 1; one no vote goes to gets 0. So a lone sibling's
+    label value and twenty voted siblings' values can be ranked together.
+    """
+    relative = share * count
+    return relative / (relative + 1.0)

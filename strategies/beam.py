@@ -3,7 +3,8 @@
 Every beam state gets ``k`` sampled continuations in one batched call, all children
 are judged together, and the best ``width`` non-final ones form the next beam; the
 others are pruned. When the beam empties (every state final or dead), a new beam
-starts from the best states that still have thoughts to try, until none is left.
+starts from the best states that still have thoughts to try, states pruned outside
+the beam included, until the task proves that none is left.
 """
 
 from __future__ import annotations
@@ -41,7 +42,11 @@ class Beam:
                 beam = ranked[: self.options.width]
                 for dropped in ranked[self.options.width :]:
                     search.prune(dropped, "outside the beam")
-            # The beam ran dry: start a new one from the best states with thoughts left to try.
+            # The beam ran dry: start a new one from the best states with thoughts left
+            # to try. Falling outside a beam is no proof, so pruned states compete too.
             graph = search.graph
             left = [n for n in graph.with_status("open", "expanded") if not search.exhausted(n)]
+            left += [n for n in search.revivable() if not search.exhausted(n)]
             beam = by_value(search, left)[: self.options.width]
+            for node in beam:
+                search.revive(node)

@@ -3,9 +3,11 @@
 One round walks the depths from the root down; at each depth it expands the best
 unexpanded states there (all in one batched call) and judges their children. Later
 rounds take the next-best states the earlier rounds left, so a search with time to
-spare widens instead of stopping. When no state is left unexpanded, the best ones are
-expanded again with fresh seeds, least-tried first, until the time is up (or each has
-been tried ``max_expansions`` times, when that is set).
+spare widens instead of stopping. When no state is left unexpanded, the states with
+something left to try are expanded again with fresh seeds, least-tried first, until
+the time is up or the task proves that nothing is left (or each has been tried
+``max_expansions`` times, when that is set). States pruned for a low value are taken
+back when nothing else is left.
 """
 
 from __future__ import annotations
@@ -50,8 +52,12 @@ class BreadthFirst:
                 n for n in graph.with_status("expanded")
                 if graph[n]["expansions"] < limit and not search.exhausted(n)
             ]
+            if not again and search.revivable():
+                for node in search.revivable():  # a low value is a guess, not a proof
+                    search.revive(node)
+                continue
             if not again:
-                return  # every reachable state has been tried
+                return  # the task proves every reachable state has nothing left to try
             # Least-tried first, then best: a long budget widens the whole tree evenly.
             again = sorted(by_value(search, again), key=lambda n: graph[n]["expansions"])
             self._step(search, again[: self.options.breadth])

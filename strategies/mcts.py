@@ -51,7 +51,7 @@ class MonteCarlo:
             for leaf, group in zip(leaves, groups):
                 if not group:
                     if search.exhausted(leaf) and leaf != ROOT:
-                        search.prune(leaf, "dead end: no valid thought from any opening")
+                        search.prune(leaf, "dead end: every move tried", dead=True)
                     self._backup(search, leaf, 0.0)
             if not children:
                 continue
@@ -93,7 +93,7 @@ class MonteCarlo:
                     return node  # expand again: openings are left to try
                 if node == ROOT:
                     return None
-                search.prune(node, "no live children")
+                search.prune(node, "no live children", dead=True)
                 search.backtrack(node, ROOT)
                 node = ROOT
                 continue

@@ -145,9 +145,13 @@ def check_tree(result: Any) -> None:
 
 
 def check_pruned_never_expanded(result: Any) -> None:
+    """A pruned node is never expanded while it stays pruned. A strategy may take a
+    prune back (a "revive" event, when nothing else is left to try); only then may the
+    node grow again, and the trace says so."""
     events = result.trace["events"]
     made_at: dict[int, int] = {}  # node -> index of the event that created it
-    pruned_at: dict[int, int] = {}
+    pruned_at: dict[int, int] = {}  # node -> index of the prune in force now
+    revived: set[int] = set()
     for i, event in enumerate(events):
         if event["type"] == "expand":
             assert not set(event["nodes"]) & set(pruned_at), f"expanded a pruned node: {event}"
@@ -155,14 +159,22 @@ def check_pruned_never_expanded(result: Any) -> None:
                 for node in group:
                     made_at.setdefault(node, i)
         elif event["type"] == "prune":
-            assert event["node"] not in pruned_at  # pruned once
+            assert event["node"] not in pruned_at  # pruned once until revived
             pruned_at[event["node"]] = i
+        elif event["type"] == "revive":
+            assert pruned_at.pop(event["node"], None) is not None, f"revived a node that was not pruned: {event}"
+            assert not event.get("dead")
+            revived.add(event["node"])
     graph = result.graph
     for node, when in pruned_at.items():
         assert graph.status(node) == "pruned"
-        for child in graph.children(node):
-            assert made_at[child] < when
+        if node not in revived:
+            for child in graph.children(node):
+                assert made_at[child] < when
     assert set(graph.with_status("pruned")) == set(pruned_at)
+    for node in graph.with_status("pruned"):
+        if graph[node]["pruned"]["dead"]:
+            assert node not in revived  # a proven dead end is never taken back
 
 
 def check_budget(result: Any, backend: RecordingBackend, think: float | None) -> None:

@@ -231,7 +231,7 @@ def test_dfs_threshold_prunes_weak_children(game24_backend):
 @pytest.mark.parametrize("n", [1, 3, 8])
 def test_best_of_n_samples_n_chains(n, game24_backend):
     result = think_guarded(SOLVABLE, game24_backend(error_rate=0), task="game24", strategy="best-of-n", think=5, seed=4, options={"n": n})
-    assert result.graph[0]["tried"] == n  # n first steps asked for, in one call
+    assert result.graph[0]["tries"] == n  # n first steps asked for, in one call
     assert 1 <= len(result.graph.children(0)) <= n
     assert len(expand_events(result)[0]["children"][0]) == len(result.graph.children(0))
 
@@ -246,7 +246,7 @@ def test_best_of_n_continues_every_chain(game24_backend):
 def test_self_consistency_max_chains_ends_the_run(chains, generic_backend):
     result = think_guarded("What is six times seven?", generic_backend(), task="generic", strategy="self-consistency", think=5, seed=4, options={"max_chains": chains})
     assert result.stats.stop_reason == "complete"
-    assert result.graph[0]["tried"] == chains
+    assert result.graph[0]["tries"] == chains
 
 
 def test_self_consistency_without_max_chains_uses_the_whole_budget(generic_backend):

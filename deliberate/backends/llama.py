@@ -28,6 +28,13 @@ from deliberate.errors import BackendError, ContextOverflowError, ModelError
 
 MAX_SEQ = 256  # llama.cpp's LLAMA_MAX_SEQ
 MAX_CALL_SECONDS = 0.2  # the longest one prefill llama_decode may take, so a cancel is seen quickly
+# Under exact_batching every prefill chunk has this many tokens (the last one fewer),
+# whatever the clock says: chunk sizes change llama.cpp's float results.
+EXACT_CHUNK = 128
+# No prefill chunk is smaller than this (but for a prompt's last tokens). A decode has
+# a fixed cost, so a rate measured on tiny chunks is mostly that cost: on a busy CPU
+# the estimate would fall, the chunks shrink to one token and never grow back.
+MIN_CHUNK = 32
 
 
 @dataclass
@@ -124,6 +131,7 @@ class LlamaBackend:
         self._chat = self.model.chat_formatter()
         self._step_seconds = 0.0  # the last decode step's duration
         self._feed_offsets: dict[int, int] = {}  # seq -> prompt tokens it shared from the cache
+        self._fixed_chunk = EXACT_CHUNK if exact_batching else None
         # Prefill tokens/s, first measured by the warm-up, then refined as we go; it sizes
         # prefill chunks near the deadline.
         self._prefill_rate = self._warm_up()
@@ -180,9 +188,10 @@ class LlamaBackend:
             if not all(tokenized.values()):
                 raise BackendError("empty prompt: nothing to score")
             fitting = [i for i in chunk if len(tokenized[i]) < self.n_ctx_seq]  # the rest stay unscored
-            ids = self._acquire(len(fitting))
+            ids: list[int] = []
             feeds: list[_Feed] = []
             try:
+                self._acquire(len(fitting), ids)
                 jobs = [
                     (seq, tokenized[i], self._label_reader(results, i, labels, firsts)) for i, seq in zip(fitting, ids)
                 ]
@@ -235,9 +244,13 @@ class LlamaBackend:
         prompts: dict[tuple[str, bool], list[int]],
         deadline: Deadline,
     ) -> list[_Branch]:
-        ids = self._acquire_keeping(len(wave), [prompts[(requests[ri].prompt, requests[ri].special)] for ri, _ in wave])
-        branches = [_Branch(requests[ri], (ri, si), seq) for (ri, si), seq in zip(wave, ids)]
+        ids: list[int] = []
+        branches: list[_Branch] = []
         try:
+            # Ids are taken inside the try, each recorded as soon as it is held, so a
+            # second Ctrl-C at any point still gives every one of them back.
+            self._acquire_keeping(len(wave), [prompts[(requests[ri].prompt, requests[ri].special)] for ri, _ in wave], ids)
+            branches = [_Branch(requests[ri], (ri, si), seq) for (ri, si), seq in zip(wave, ids)]
             try:
                 self._fill(self._plan_prefill(branches, prompts), deadline)
             except ContextOverflowError:
@@ -255,6 +268,10 @@ class LlamaBackend:
                 self._settle(branch.seq, branch.tokens)
                 self.cache.release(branch.seq)
                 branch.finish = branch.finish or "deadline"
+            if not branches:
+                for seq in ids:  # taken, never used
+                    self._settle(seq, [])
+                    self.cache.release(seq)
         self._trim_cache()
         return branches
 
@@ -401,7 +418,9 @@ class LlamaBackend:
                 return
             # Near the deadline, smaller chunks keep the overshoot small; and no chunk
             # runs longer than MAX_CALL_SECONDS, so Ctrl-C is never kept waiting.
-            room = int(self._prefill_rate * min(0.5 * deadline.remaining(), MAX_CALL_SECONDS))
+            room = max(MIN_CHUNK, int(self._prefill_rate * min(0.5 * deadline.remaining(), MAX_CALL_SECONDS)))
+            if self._fixed_chunk is not None:
+                room = self._fixed_chunk
             size = max(1, min(self.n_batch, len(queue) - position, room))
             chunk = queue[position : position + size]
             ready = []
@@ -413,7 +432,8 @@ class LlamaBackend:
             started = time.perf_counter()
             self._decode(len(chunk))
             elapsed = time.perf_counter() - started
-            self._prefill_rate = 0.5 * self._prefill_rate + 0.5 * len(chunk) / max(elapsed, 1e-6)
+            if len(chunk) >= MIN_CHUNK:  # see MIN_CHUNK: small chunks measure the fixed cost
+                self._prefill_rate = 0.5 * self._prefill_rate + 0.5 * len(chunk) / max(elapsed, 1e-6)
             for feed, _ in chunk:
                 feed.fed += 1
             for feed, j in ready:
@@ -467,32 +487,33 @@ class LlamaBackend:
                 )
             raise BackendError(f"llama_decode failed with code {code}")
 
-    def _acquire_keeping(self, count: int, prompts: list[list[int]]) -> list[int]:
-        """``count`` ids, evicting anything but the cached prefixes these prompts will
-        copy from, when there is any other choice."""
+    def _acquire_keeping(self, count: int, prompts: list[list[int]], ids: list[int]) -> None:
+        """``count`` ids into ``ids``, evicting anything but the cached prefixes these
+        prompts will copy from, when there is any other choice."""
         keep = {self.cache.longest_prefix(tokens)[0] for tokens in prompts} - {None} - self.cache.pinned
         self.cache.pinned |= keep  # type: ignore[arg-type]
         try:
-            return self._acquire(count)
+            self._acquire(count, ids)
         except BackendError:
             self.cache.pinned -= keep
-            return self._acquire(count)
+            self._acquire(count, ids)
         finally:
             self.cache.pinned -= keep
 
-    def _acquire(self, count: int) -> list[int]:
-        ids = []
-        for _ in range(count):
+    def _acquire(self, count: int, ids: list[int]) -> None:
+        """Take ``count`` sequence ids into ``ids``, each appended the moment it is held,
+        so the caller's ``finally`` can give back every id, whatever interrupts this."""
+        start = len(ids)
+        while len(ids) < start + count:
             seq = self.cache.acquire()
-            while seq is None:
-                if not self._evict(for_cells=False):
-                    for held in ids:
-                        self.cache.release(held)
-                    raise BackendError("no free sequence ids: raise n_seq_max")
-                seq = self.cache.acquire()
-            lc.llama_memory_seq_rm(self.memory, seq, -1, -1)
+            if seq is None:
+                if self._evict(for_cells=False):
+                    continue
+                while len(ids) > start:
+                    self.cache.release(ids.pop())
+                raise BackendError("no free sequence ids: raise n_seq_max")
             ids.append(seq)
-        return ids
+            lc.llama_memory_seq_rm(self.memory, seq, -1, -1)
 
     def _evict(self, *, for_cells: bool) -> bool:
         victim = self.cache.lru_victim(for_cells=for_cells)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from deliberate.errors import UnknownNameError, UsageError
 from deliberate.tasks.base import Prompt, State, Step, Task
-from deliberate.tasks.game24 import Game24Task
+from deliberate.tasks.game24 import PHRASING, Game24Task
 from deliberate.tasks.generic import GenericTask
 from deliberate.tasks.math import MathTask
 
@@ -19,12 +20,22 @@ def names() -> list[str]:
     return list(REGISTRY)
 
 
-def detect(question: str) -> str:
-    """The task for ``--task auto``: Game of 24 when the question reads like one."""
-    import re
+# A question that is nothing but four numbers, such as "4 9 10 13" or "1, 1, 11, 11",
+# perhaps with its target: "4 9 10 13 -> 24".
+_FOUR_NUMBERS = re.compile(r"^\s*\d+(?:\s*[,;]?\s+\d+|\s*[,;]\s*\d+){3}\s*(?:(?:->|→|=)\s*24\s*)?[.?]?\s*$")
 
-    numbers = re.findall(r"\d+(?:\.\d+)?", question)
-    if "24" in question and (len(numbers) == 4 or (len(numbers) == 5 and numbers[-1] == "24")):
+
+def detect(question: str) -> str:
+    """The task for ``--task auto``: Game of 24 only for Game of 24 phrasing.
+
+    That is "make 24", "24 game", "game of 24" or "get 24" with four other numbers, or
+    a question that is nothing but four numbers. Arithmetic that merely mentions 24
+    ("What is 24 divided by 2?") is a generic question.
+    """
+    if _FOUR_NUMBERS.match(question):
+        return "game24"
+    numbers = re.findall(r"\d+(?:\.\d+)?", PHRASING.sub(" ", question))
+    if PHRASING.search(question) and len(numbers) == 4:
         return "game24"
     return "generic"
 

@@ -10,7 +10,8 @@ the thoughts that led to it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -42,6 +43,7 @@ class Prompt:
 class Step:
     thought: str  # the step as the trace shows it
     state: State  # the state it leads to
+    move: str | None = None  # which of the task's ``moves`` this step made, if it knows
 
 
 class Task(Protocol):
@@ -91,7 +93,50 @@ class Task(Protocol):
         """True or False when the task can check the state exactly, else None."""
         ...
 
+    # Optional: ``moves(state, verify=...) -> list[str] | None``. Every legal move from
+    # ``state`` when the task can list them, else None. A task that lists them lets the
+    # search prove a state dead (every move has its child); without a list a state is
+    # never dead, and a search with time left keeps asking. Steps name their move in
+    # ``Step.move``. ``pending_openings`` below maps openings to the moves still open.
+
+
+def pending_openings(openings: Sequence[str], moves: Sequence[str], done: Sequence[str]) -> list[str]:
+    """The openings under which some move is not yet done.
+
+    An opening covers the moves it is a word-prefix of: "8 *" covers "8 * 3", the
+    empty opening covers every move, and "8 * 3 =" covers "8 * 3".
+    """
+    left = [m for m in moves if m not in set(done)]
+    pending = []
+    for opening in openings:
+        head = opening.removesuffix("=").strip()
+        if any(not head or m == head or m.startswith(head + " ") for m in left):
+            pending.append(opening)
+    return pending
+
 
 def vote_labels(count: int) -> list[str]:
     """Labels for choosing among ``count`` candidates: " A", " B", ..."""
     return [f" {chr(ord('A') + i)}" for i in range(count)]
+
+
+def label_probs(logprobs: Mapping[str, float], labels: Mapping[str, float]) -> dict[str, float] | None:
+    """The judge's probabilities over the task's labels alone, or None if unscored.
+
+    Keys a backend returns beyond the labels are ignored, so they cannot dilute the
+    softmax; a label the backend left out (a server's top-k) counts as very unlikely.
+    """
+    if not logprobs or not any(label in logprobs for label in labels):
+        return None
+    floor = min(logprobs.values()) - 10.0
+    scores = {label: logprobs.get(label, floor) for label in labels}
+    top = max(scores.values())
+    weights = {label: math.exp(score - top) for label, score in scores.items()}
+    total = sum(weights.values())
+    return {label: weight / total for label, weight in weights.items()}
+
+
+def label_value(probs: Mapping[str, float], labels: Mapping[str, float]) -> float:
+    """A state's value: the expected value of ``labels`` under the judge's ``probs``
+    (from ``label_probs``), so it stays within the labels' range whatever the judge read."""
+    return sum(probs[label] * value for label, value in labels.items())

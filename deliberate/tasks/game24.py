@@ -81,10 +81,16 @@ _STEP = re.compile(
 _SYMBOL = {"×": "*", "x": "*", "X": "*", "÷": "/", "−": "-"}
 
 
+# Game of 24 phrasing: "make 24", "the 24 game", "game of 24", "get 24".
+PHRASING = re.compile(
+    r"\b(?:make|makes|making|get|gets|getting)\s+(?:exactly\s+)?24\b|\b24\s+game\b|\bgame\s+of\s+24\b", re.I
+)
+
+
 def parse_numbers(question: str) -> list[Fraction]:
     """The four puzzle numbers in a question such as "Use 4 5 6 10 to make 24."."""
-    found = [Fraction(n) for n in re.findall(r"\d+(?:\.\d+)?", question)]
-    if len(found) == 5 and found[-1] == 24:  # "... to make 24"
+    found = [Fraction(n) for n in re.findall(r"\d+(?:\.\d+)?", PHRASING.sub(" ", question))]
+    if len(found) == 5 and found[-1] == 24:  # "... to reach 24"
         found = found[:4]
     if len(found) != 4:
         raise QuestionError(
@@ -207,7 +213,18 @@ class Game24Task:
         pairs = sorted(zip(left + [result], exprs + [f"({picked[0]} {op} {picked[1]})"]), key=lambda p: p[0])
         new_left = [format_number(n) for n, _ in pairs]
         thought = f"{format_number(a)} {op} {format_number(b)} = {format_number(result)} (left: {' '.join(new_left)})"
-        return Step(thought, {"steps": [*state["steps"], thought], "left": new_left, "exprs": [e for _, e in pairs]})
+        state = {"steps": [*state["steps"], thought], "left": new_left, "exprs": [e for _, e in pairs]}
+        return Step(thought, state, _move(a, op, b))
+
+    def moves(self, state: State, *, verify: bool) -> list[str] | None:
+        """Every legal "a op b" from ``state`` (as the pair openings list them).
+
+        Only a verified step has one right result per move; without the verifier a
+        move can give any number of different children, so none is ever the last.
+        """
+        if not verify:
+            return None
+        return [opening.removesuffix(" =") for opening in _pair_openings(state["left"])]
 
     # -- judging ---------------------------------------------------------------
     def value_prompt(self, question: str, state: State) -> Prompt:
@@ -246,6 +263,13 @@ def _pair_openings(left: Sequence[str]) -> list[str]:
                     continue
                 openings[f"{left[x]} {op} {left[y]} ="] = None
     return list(openings)
+
+
+def _move(a: Fraction, op: str, b: Fraction) -> str:
+    """A step's move in the form ``moves`` lists: the larger operand first for + and *."""
+    if op in "+*" and b > a:
+        a, b = b, a
+    return f"{format_number(a)} {op} {format_number(b)}"
 
 
 def _strip_outer(expr: str) -> str:
