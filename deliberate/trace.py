@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,10 @@ def read_trace(path: str | os.PathLike[str]) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise TraceError(f"{source} is not valid JSON (line {exc.lineno}): not a deliberate trace") from exc
     if not isinstance(trace, dict) or trace.get("format") != FORMAT:
+        found = trace.get("format") if isinstance(trace, dict) else None
+        newer = re.fullmatch(r"deliberate-trace/(\d+)", found) if isinstance(found, str) else None
+        if newer and int(newer.group(1)) > int(FORMAT.rsplit("/", 1)[1]):
+            raise TraceError(f"{source} has the newer format {found!r}; this deliberate reads {FORMAT!r}: upgrade deliberate")
         raise TraceError(f"{source} is not a deliberate trace (expected format {FORMAT!r})")
     for part in ("meta", "events", "graph"):
         if part not in trace:
