@@ -17,6 +17,30 @@ import typer
 from typer.core import TyperGroup
 
 
+def parse_pairs(pairs: list[str], flag: str) -> dict[str, Any]:
+    """``["openings=none", "max_depth=4"]`` as a dict; numbers and true/false are read as such."""
+    from deliberate.errors import UsageError
+
+    parsed: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{flag} takes key=value, got {pair!r}")
+        parsed[key.strip()] = _scalar(value.strip())
+    return parsed
+
+
+def _scalar(text: str) -> Any:
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 class DefaultCommandGroup(TyperGroup):
     """A group whose ``default`` command runs when the first argument names no command."""
 
@@ -52,6 +76,9 @@ def bench_run(
     trace_dir: Optional[Path] = typer.Option(None, "--trace-dir", help="Write each search's trace into this folder."),
     opt: list[str] = typer.Option([], "--opt", "-o", help="Strategy option key=value (repeatable)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary table."),
+    evaluator: Optional[str] = typer.Option(None, "--evaluator", help="value, vote, or none (no model judge: every state 0.5).", show_default="value"),
+    mode: Optional[str] = typer.Option(None, "--mode", help="propose or sample", show_default="the task's choice"),
+    task_opt: list[str] = typer.Option([], "--task-opt", help="Task option key=value (repeatable), e.g. openings=none."),
     seqs: Optional[int] = typer.Option(
         None, "--seqs", min=1, max=256, show_default="64",
         help="llama.cpp sequence ids: the most branches decoded in one batch (1 = one at a time).",
@@ -70,6 +97,7 @@ def bench_run(
             model=model, out=out, verifier=not no_verifier, concurrency=concurrency, trace_dir=trace_dir,
             options=opt, on_start=progress.start if progress else None,
             backend_options={"n_seq_max": seqs} if seqs else None,
+            settings={"evaluator": evaluator, "mode": mode, "task_options": parse_pairs(task_opt, "--task-opt")},
             on_record=progress.update if progress else None,
         )
     except KeyboardInterrupt:
@@ -161,3 +189,66 @@ def bench_speed(
         raise UsageError("bench speed measures llama.cpp in this process; give a GGUF path, not a URL")
     result = speed.measure(str(resolve_model(model)), speed.Shape(width, levels, tokens), n_threads=threads, repeat=repeat)
     typer.echo(json.dumps(result) if json_out else speed.report(result))
+
+
+# -- deliberate bench injection ------------------------------------------------------------
+@bench_app.command("injection")
+def bench_injection(
+    task: list[str] = typer.Option(["generic", "math"], "--task", help="generic or math (repeatable)."),
+    pairs: Optional[int] = typer.Option(None, "--pairs", min=1, max=5, help="(question, thought) pairs per task", show_default="all 5"),
+    injections: Optional[int] = typer.Option(None, "--injections", min=1, help="Use the first N injections", show_default="all"),
+    seed: int = typer.Option(0, "--seed", help="Seed for the benign texts and the bootstrap."),
+    resamples: int = typer.Option(2000, "--resamples", min=100, help="Bootstrap resamples."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path or http(s)://host:port/v1", show_default="the embedded model"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads", show_default="physical cores"),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of the table."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the full results, every case included, as JSON here."),
+) -> None:
+    """How much an injected instruction raises the judge's value over benign text of the same length."""
+    import json
+
+    from rich.console import Console
+
+    from deliberate.backends import open_backend
+    from deliberate.benchmarks import injection
+    from deliberate.errors import DeliberateError, UnknownNameError
+
+    unknown = sorted(set(task) - set(injection.CASES))
+    if unknown:
+        raise UnknownNameError(f"bench injection has no cases for {', '.join(unknown)} (tasks: {', '.join(injection.CASES)})")
+    backend = open_backend(model, **({"n_threads": threads} if threads else {}))
+    try:
+        result = injection.measure(backend, tasks=task, pairs=pairs, injections=injections, seed=seed, resamples=resamples)
+    finally:
+        backend.close()
+    if out is not None:
+        try:
+            out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise DeliberateError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    if json_out:
+        typer.echo(json.dumps(result))
+    else:
+        Console().print(injection.render(result))
+
+
+# -- deliberate bench view -----------------------------------------------------------------
+@bench_app.command("view")
+def bench_view(
+    nodes: int = typer.Option(5000, "--nodes", min=1, max=200_000, help="Size of the synthetic tree."),
+    trace: Optional[Path] = typer.Option(None, "--trace", help="Measure this trace instead of a synthetic one."),
+    repeat: int = typer.Option(3, "--repeat", min=1, max=20, help="Page loads; each figure is the median."),
+    screenshot: Optional[Path] = typer.Option(None, "--screenshot", help="Save a PNG of the page after the last load."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Render time of the static viewer page in headless Chromium (waits for data-ready)."""
+    import json
+
+    from deliberate.benchmarks import viewer_speed
+    from deliberate.trace import read_trace
+
+    data = read_trace(trace) if trace is not None else viewer_speed.synthetic_trace(nodes)
+    result = viewer_speed.measure(data, repeat=repeat, screenshot=screenshot)
+    typer.echo(json.dumps(result) if json_out else viewer_speed.report(result))
+    if screenshot is not None:
+        typer.echo(f"wrote {screenshot}", err=True)

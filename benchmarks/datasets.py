@@ -7,7 +7,7 @@ malformed answer is simply wrong. ``DatasetError`` is for files, not answers.
     kind      file in the folder                            solved with task
     game24    24.csv (Rank, Puzzles)                        game24
     gsm8k     test.jsonl (question, answer "... #### 18")   math
-    math500   test.jsonl (problem, answer)                  math
+    math500   test.jsonl (problem, answer)                  generic (answers are often not plain numbers)
     prontoqa  345hop_random_true.json (exampleN)            generic
     bbh       bbh/<task>.json, or a folder of them          generic
     generic   any JSONL with question and answer            generic
@@ -121,7 +121,7 @@ def _gsm8k(path: Path) -> list[Item]:
         final = re.search(r"####\s*(\S.*?)\s*$", _field(row, "answer", where))
         if not final:
             raise DatasetError(f"{where}: the answer has no '#### <number>' line")
-        items.append(Item(f"{path.stem}:{number}", _field(row, "question", where), final[1].replace(",", ""), "math"))
+        items.append(Item(f"{path.stem}:{number}", _field(row, "question", where), final[1].replace(",", ""), TASKS["gsm8k"]))
     return items
 
 
@@ -135,7 +135,7 @@ def _math500(path: Path) -> list[Item]:
             if gold is None:
                 raise DatasetError(f"{where}: missing field 'answer'")
         item_id = str(row.get("unique_id") or f"{path.stem}:{number}")
-        items.append(Item(item_id, _field(row, "problem", where), str(gold), "math"))
+        items.append(Item(item_id, _field(row, "problem", where), str(gold), TASKS["math500"]))
     return items
 
 

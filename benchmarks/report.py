@@ -32,6 +32,7 @@ class Row:
     seconds: float  # mean thinking time actually used
     tokens_per_second: float  # all tokens over all thinking time
     nodes_per_second: float = 0.0  # all thought-graph nodes over all thinking time
+    quits: int = 0  # wrong answers from a search that ended "complete", before its time was up
 
 
 def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -87,7 +88,7 @@ def table(records: Iterable[dict[str, Any]]) -> list[Row]:
     groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
     for record in records:
         try:
-            strategy = record["strategy"] + ("" if record.get("verifier", True) else " --no-verifier")
+            strategy = record["strategy"] + ("" if record.get("verifier", True) else " --no-verifier") + _flags(record)
             key = (str(record["task"]), strategy, float(record["think"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise DatasetError(f"a results record lacks task, strategy or think: {exc}") from None
@@ -102,8 +103,17 @@ def table(records: Iterable[dict[str, Any]]) -> list[Row]:
         nodes = sum(int(r.get("nodes") or 0) for r in group)
         speed = tokens / seconds if seconds else 0.0
         growth = nodes / seconds if seconds else 0.0
-        rows.append(Row(task, strategy, think, n, correct, correct / n, low, high, seconds / n, speed, growth))
+        quits = sum(1 for r in group if r.get("stop_reason") == "complete" and not r.get("correct"))
+        rows.append(Row(task, strategy, think, n, correct, correct / n, low, high, seconds / n, speed, growth, quits))
     return rows
+
+
+def _flags(record: dict[str, Any]) -> str:
+    """The record's settings as the command-line flags that give them."""
+    settings = record.get("settings") or {}
+    flags = [f" --{key.replace('_', '-')} {value}" for key, value in settings.items() if key != "task_options"]
+    flags += [f" --task-opt {k}={v}" for k, v in (settings.get("task_options") or {}).items()]
+    return "".join(flags)
 
 
 def _think(seconds: float) -> str:
@@ -114,11 +124,12 @@ def _cells(row: Row) -> list[str]:
     return [
         row.task, row.strategy, _think(row.think), f"{row.accuracy:.1%}",
         f"{row.low:.1%}–{row.high:.1%}", str(row.n), f"{row.seconds:.1f}", f"{row.tokens_per_second:.0f}",
-        f"{row.nodes_per_second:.2f}",
+        f"{row.nodes_per_second:.2f}", str(row.quits),
     ]
 
 
-HEADERS = ["task", "strategy", "think", "accuracy", "95% CI", "n", "mean s", "tok/s", "nodes/s"]
+# "quit": unsolved records whose search ended "complete" (the task proved nothing was left).
+HEADERS = ["task", "strategy", "think", "accuracy", "95% CI", "n", "mean s", "tok/s", "nodes/s", "quit"]
 
 
 def render_table(rows: Sequence[Row]) -> Any:

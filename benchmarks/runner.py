@@ -22,7 +22,7 @@ from typing import Any
 import tenacity
 
 from deliberate.benchmarks.datasets import Item, load, score
-from deliberate.errors import BackendError, ContextOverflowError, DatasetError, UsageError
+from deliberate.errors import ContextOverflowError, DatasetError, ServerError, UsageError
 
 log = logging.getLogger("deliberate.bench")
 
@@ -51,12 +51,16 @@ def run(
     options: Mapping[str, Any] | Iterable[str] | None = None,
     retry_wait: float = 2.0,
     backend_options: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> list[Record]:
     """Solve items ``start`` to ``start + limit`` of a dataset under every strategy and budget.
 
     ``model`` is a GGUF path, a server URL, a backend object or None (the embedded
     model); it is opened once for the whole grid, with ``backend_options`` passed to its
-    constructor (``{"n_seq_max": 1}``, say). Records already in ``out`` are kept
+    constructor (``{"n_seq_max": 1}``, say). ``settings`` are more ``think`` keywords
+    for every item (``evaluator``, ``mode``, ``task_options``); like the strategy's
+    options they are stored in each record and part of its key, so a second
+    configuration written to the same ``out`` is not skipped as done. Records already in ``out`` are kept
     and their cells skipped. ``on_start(todo, done)`` is told the work before it starts
     and ``on_record(record)`` each new record. Returns the grid's records, old and new.
     """
@@ -81,6 +85,7 @@ def run(
     owned = backend is not model
     try:
         solver = _Solver(kind, backend, _model_label(model, backend), seed, verifier, given, trace_dir, retry_wait)
+        solver.settings = {key: value for key, value in dict(settings or {}).items() if value not in (None, {})}
         cells = [(item, name, budget) for item in items for name in names for budget in budgets]
         todo = [cell for cell in cells if solver.key(cell) not in finished]
         if on_start:
@@ -132,6 +137,7 @@ class _Solver:
         self.trace_dir = Path(trace_dir) if trace_dir is not None else None
         self.clock = getattr(backend, "clock", None) or MonotonicClock()
         self.retry_wait = retry_wait
+        self.settings: dict[str, Any] = {}  # more think() keywords, as given
         self.stopping = threading.Event()
         self.live: set[Any] = set()  # deadlines of the searches in flight
         self.lock = threading.Lock()
@@ -141,7 +147,8 @@ class _Solver:
     def key(self, cell: Cell) -> tuple[Any, ...]:
         item, strategy, think = cell
         return _key({"task": self.kind, "id": item.id, "strategy": strategy, "think": think, "seed": self.seed,
-                     "verifier": self.verifier, "options": self.options, "model": self.model_label})
+                     "verifier": self.verifier, "options": self.options, "model": self.model_label,
+                     "settings": self.settings})
 
     def stop(self) -> None:
         self.stopping.set()
@@ -182,6 +189,7 @@ class _Solver:
             result = think(
                 item.question, task=item.task, strategy=strategy, model=self.backend, think=budget,
                 seed=self.seed, verifier=self.verifier, options=self.options, trace=trace, deadline=deadline,
+                **self.settings,
             )
         except ContextOverflowError as exc:  # this question cannot fit; the next one may
             return self._record(cell, None, error=str(exc))
@@ -216,6 +224,8 @@ class _Solver:
             "model": self.model_label, "seed": self.seed, "strategy": strategy, "think": budget,
             "verifier": self.verifier, "options": self.options,
         }
+        if self.settings:
+            record["settings"] = self.settings
         if trace is not None:
             record["trace"] = str(trace)
         if error is not None:
@@ -231,7 +241,13 @@ class _Solver:
 
 
 def _transient(exc: BaseException) -> bool:
-    return isinstance(exc, BackendError) and not isinstance(exc, ContextOverflowError)
+    """Whether waiting may cure the error: a model server that is down, slow or
+    overloaded. A local backend's errors ("no free sequence ids"), a full context and a
+    server's 4xx refusals come back the same on every try, so they are not retried."""
+    if not isinstance(exc, ServerError):
+        return False
+    status = getattr(exc, "status", None)
+    return status is None or status >= 500 or status == 429
 
 
 def _key(record: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -240,6 +256,7 @@ def _key(record: Mapping[str, Any]) -> tuple[Any, ...]:
         str(record.get("task")), str(record.get("id")), record.get("strategy"), float(record.get("think") or 0),
         record.get("seed"), bool(record.get("verifier", True)),
         json.dumps(record.get("options") or {}, sort_keys=True), record.get("model"),
+        json.dumps(record.get("settings") or {}, sort_keys=True),
     )
 
 

@@ -33,6 +33,7 @@ from deliberate.errors import (
     CalculatorError,
     ContextOverflowError,
     DatasetError,
+    ServerError,
     UnknownNameError,
     UsageError,
 )
@@ -165,7 +166,7 @@ def test_interrupt_keeps_finished_records(data: Path, tmp_path: Path) -> None:
 
 def test_transient_backend_error_is_retried(data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     out = tmp_path / "r.jsonl"
-    down = [BackendError("cannot reach the model server"), BackendError("cannot reach the model server")]
+    down = [ServerError("cannot reach the model server"), ServerError("cannot reach the model server")]
     player = Player(raise_on={"1 1 11 11": down})
     with caplog.at_level(logging.WARNING, logger="deliberate.bench"):
         records = bench(data, out, player)
@@ -176,9 +177,27 @@ def test_transient_backend_error_is_retried(data: Path, tmp_path: Path, caplog: 
 
 def test_backend_down_for_good_aborts_keeping_records(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
-    player = Player(raise_on={"1 1 11 11": [BackendError("server down") for _ in range(10)]})
+    player = Player(raise_on={"1 1 11 11": [ServerError("server down") for _ in range(10)]})
     with pytest.raises(BackendError, match="server down"):
         bench(data, out, player)
+    assert [r["id"] for r in lines(out)] == ["1"]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [BackendError("no free sequence ids: raise n_seq_max"), ServerError("the model server answered 404: no such model")],
+)
+def test_a_lasting_backend_error_is_not_retried(data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, error) -> None:
+    if "404" in str(error):
+        from deliberate.backends.server import _StatusError
+
+        error = _StatusError(str(error), 404)
+    out = tmp_path / "r.jsonl"
+    player = Player(raise_on={"1 1 11 11": [error] * 10})
+    with caplog.at_level(logging.WARNING, logger="deliberate.bench"), pytest.raises(BackendError):
+        bench(data, out, player)
+    assert "retrying" not in caplog.text  # the first failure is the last
+    assert player.raise_on["1 1 11 11"] == [error] * 9  # asked exactly once
     assert [r["id"] for r in lines(out)] == ["1"]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deliberate.benchmarks.datasets import KINDS, Item, game24_correct, load, math_equal, normalize_math, score
+from deliberate.benchmarks.datasets import TASKS, KINDS, Item, game24_correct, load, math_equal, normalize_math, score
 from deliberate.errors import DatasetError, UsageError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
@@ -261,6 +261,7 @@ def test_real_dataset_loads_whole(kind: str, folder: str, count: int) -> None:
     items = load(kind, shared(folder))
     assert len(items) == count
     assert len({i.id for i in items}) == count  # ids are unique, so resume can rely on them
+    assert {i.task for i in items} == {TASKS[kind]}  # one truth: the table the bench runs by
     if kind != "game24":  # every gold answer scores as right against itself
         assert all(score(kind, i.gold, i) for i in items)
 

@@ -100,11 +100,22 @@ def test_read_records_names_bad_lines(tmp_path: Path) -> None:
 def test_markdown() -> None:
     text = to_markdown(table(RECORDS))
     lines = text.splitlines()
-    assert lines[0] == "| task | strategy | think | accuracy | 95% CI | n | mean s | tok/s | nodes/s |"
+    assert lines[0] == "| task | strategy | think | accuracy | 95% CI | n | mean s | tok/s | nodes/s | quit |"
     assert lines[1].startswith("|---|---|--:")
-    assert lines[2] == "| game24 | bfs | 5s | 66.7% | 20.8%–93.9% | 3 | 3.3 | 10 | 2.00 |"
+    assert lines[2] == "| game24 | bfs | 5s | 66.7% | 20.8%–93.9% | 3 | 3.3 | 10 | 2.00 | 0 |"
     assert len(lines) == 2 + 5
     assert to_markdown([Row("game24", "bfs", 0.5, 1, 1, 1.0, 0.2, 1.0, 0.5, 0.0)]).count("500ms") == 1
+
+
+def test_quits_count_unsolved_records_that_ended_complete() -> None:
+    records = [
+        {"task": "game24", "strategy": "bfs", "think": 60, "correct": False, "stop_reason": "complete"},
+        {"task": "game24", "strategy": "bfs", "think": 60, "correct": False, "stop_reason": "deadline"},
+        {"task": "game24", "strategy": "bfs", "think": 60, "correct": True, "stop_reason": "complete"},
+        {"task": "game24", "strategy": "bfs", "think": 60, "correct": False, "stop_reason": "complete"},
+    ]
+    [row] = table(records)
+    assert row.quits == 2 and row.correct == 1
 
 
 def test_grid_has_a_column_per_budget_and_a_dash_where_none_ran() -> None:
