@@ -271,10 +271,6 @@ def test_generic_steps_and_answers():
         assert task.parse_step("q", root, text, verify=True) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="generic _ANSWER needs text after 'Answer:', so a bare 'Answer:' line becomes a reasoning step",
-)
 def test_a_bare_answer_line_is_not_a_step():
     # A model often stops right after "Answer:". That is no answer, and not a reasoning
     # step either: as a step it would be replayed as "Answer:" in every later prompt.
@@ -305,7 +301,8 @@ def test_generic_prompts_show_the_steps_so_far():
     state = task.parse_step("q", task.root("q"), "first", verify=True).state
     prompt = task.step_prompt("Why?", state).render()
     assert "Question: x?\nAnswer: y\n\n" in prompt and prompt.endswith("Question: Why?\nStep: first\n")
-    assert task.value_prompt("Why?", state).render().endswith("Steps:\nfirst\nJudgement:")
+    value = task.value_prompt("Why?", state).render()
+    assert "Steps:\nfirst\n</data-" in value and value.endswith("Judgement:")
     assert task.propose_prompt("Why?", state) is None and task.openings(state) == [""]
     assert len(task.parse_proposals("q", state, "a\nAnswer: b\n\n", verify=True)) == 2
 
