@@ -252,3 +252,31 @@ def bench_view(
     typer.echo(json.dumps(result) if json_out else viewer_speed.report(result))
     if screenshot is not None:
         typer.echo(f"wrote {screenshot}", err=True)
+
+
+# -- deliberate bench serve ----------------------------------------------------------------
+@bench_app.command("serve")
+def bench_serve(
+    think: str = typer.Option("30s", "--think", "-t", help="Thinking time of each search."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path", show_default="the embedded model"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads", show_default="physical cores"),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the result as JSON here."),
+) -> None:
+    """Four concurrent bfs searches on one model: shared decode steps (as 'deliberate serve') against one lock."""
+    import json
+
+    from deliberate.benchmarks import serve_bench
+    from deliberate.duration import parse_duration
+    from deliberate.errors import DeliberateError, UsageError
+    from deliberate.models import is_server_url, resolve_model
+
+    if is_server_url(model):
+        raise UsageError("bench serve measures llama.cpp in this process; give a GGUF path, not a URL")
+    result = serve_bench.measure(str(resolve_model(model)), think=parse_duration(think), n_threads=threads)
+    if out is not None:
+        try:
+            out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise DeliberateError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    typer.echo(json.dumps(result) if json_out else serve_bench.report(result))

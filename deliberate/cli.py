@@ -172,6 +172,77 @@ def trace_view(
     _err(f"wrote {written} ({written.stat().st_size / 1024:.0f} KB; works offline)")
 
 
+@app.command()
+def serve(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path or http(s)://host:port/v1", show_default="$DELIBERATE_MODEL, else the embedded model"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but loopback needs --api-key."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port (0: any free one)."),
+    strategy: str = typer.Option("bfs", "--strategy", "-s", help="The strategy of model 'deliberate'; 'deliberate/NAME' picks another."),
+    think: str = typer.Option("30s", "--think", "-t", help="Thinking time when a request names none."),
+    max_think: str = typer.Option("5m", "--max-think", help="The most a request may ask for (think or reasoning_effort)."),
+    effort: list[str] = typer.Option([], "--effort", help="reasoning_effort times, LEVEL=DURATION (repeatable)", show_default="low=5s medium=15s high=30s"),
+    max_concurrent: int = typer.Option(4, "--max-concurrent", min=1, help="Searches at once; more get 503 with Retry-After."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="DELIBERATE_API_KEY", help="Require 'Authorization: Bearer KEY' on every route."),
+    keep_traces: int = typer.Option(100, "--keep-traces", min=1, help="Finished traces kept for /v1/traces and the pages."),
+    max_body: int = typer.Option(1_000_000, "--max-body", min=1024, help="Largest request body in bytes (413 past it)."),
+    max_question: int = typer.Option(16_000, "--max-question", min=1, help="Longest question with its context, in characters (413 past it)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads", show_default="physical cores"),
+    ctx: Optional[int] = typer.Option(None, "--ctx", help="KV cache size in tokens, shared by every search", show_default="8192"),
+    seqs: Optional[int] = typer.Option(None, "--seqs", min=1, max=256, help="llama.cpp sequence ids: the most branches in one decode step", show_default="64"),
+    gpu_layers: Optional[int] = typer.Option(None, "--gpu-layers", help="Layers to offload to Metal/CUDA (needs a GPU build)."),
+) -> None:
+    """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions) that thinks before it answers."""
+    import ipaddress
+    import socket
+
+    from deliberate import api, strategies
+    from deliberate.backends import open_backend
+    from deliberate.benchmarks.cli import parse_pairs
+    from deliberate.duration import parse_duration
+    from deliberate.errors import DurationError, UsageError
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False  # a host name: it may resolve to anything
+    if not loopback and not api_key:
+        raise UsageError(f"--host {host} is reachable from other machines: give --api-key KEY (or $DELIBERATE_API_KEY)")
+    strategies.load(strategy)  # an unknown name fails before the model loads
+    efforts = {"low": 5.0, "medium": 15.0, "high": 30.0}
+    for level, duration in parse_pairs(effort, "--effort").items():
+        if level not in efforts:
+            raise UsageError(f"--effort takes low, medium or high, got {level!r}")
+        efforts[level] = parse_duration(str(duration))
+    default_think, longest = parse_duration(think), parse_duration(max_think)
+    if default_think > longest:
+        raise DurationError(f"--think {think} is longer than --max-think {max_think}")
+    try:
+        from deliberate.serve import Limits, ServeConfig, create_app
+        import uvicorn
+    except ImportError:
+        raise UsageError("deliberate serve needs the server extra: pip install 'deliberate[server]'") from None
+    config = ServeConfig(
+        limits=Limits(strategy=strategy, think=default_think, max_think=longest, effort=efforts, max_question=max_question),
+        max_concurrent=max_concurrent, api_key=api_key, keep_traces=keep_traces, max_body=max_body,
+    )
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))  # before the model loads: a taken port fails fast
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    backend_options = {k: v for k, v in (("n_threads", threads), ("n_ctx", ctx), ("n_seq_max", seqs), ("n_gpu_layers", gpu_layers)) if v is not None}
+    backend = open_backend(model, **backend_options)
+    app_ = create_app(backend, config, model_meta=api._model_meta(backend, model), close_backend=True)
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    _err(f"serving on http://{shown}:{bound}/v1 (strategy {strategy}, think {think}, at most {max_concurrent} at once); pages at http://{shown}:{bound}/")
+    server = uvicorn.Server(uvicorn.Config(app_, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2))
+    server.run(sockets=[sock])
+
+
 class _Progress:
     """A live status line on stderr, fed by search events."""
 

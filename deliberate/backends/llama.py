@@ -44,6 +44,7 @@ class _Branch:
     request: GenerateRequest
     key: tuple[int, int]  # (request index, sample index)
     seq: int
+    deadline: Any = None  # a Deadline (or _Sooner): this branch stops when it passes
     sampler: Any = None
     tokens: list[int] = field(default_factory=list)  # tokens whose KV is in the sequence
     next_token: int | None = None  # sampled, not yet decoded
@@ -149,7 +150,17 @@ class LlamaBackend:
         return len(tokens) / max(time.perf_counter() - started, 1e-6)  # prefill tokens/s
 
     # -- the protocol ----------------------------------------------------------
-    def generate(self, requests: Sequence[GenerateRequest], deadline: Deadline) -> list[list[Sample]]:
+    def generate(
+        self, requests: Sequence[GenerateRequest], deadline: Deadline, *, deadlines: Sequence[Deadline] | None = None
+    ) -> list[list[Sample]]:
+        """One list of ``request.n`` samples per request, in order (see ``Backend``).
+
+        ``deadlines``, one per request, lets the requests of several searches share
+        this call (``backends.shared``): each branch then stops at its own request's
+        deadline, or at ``deadline``, whichever passes first.
+        """
+        if deadlines is not None and len(deadlines) != len(requests):
+            raise BackendError(f"{len(deadlines)} deadlines for {len(requests)} requests")
         results: list[list[Sample | None]] = [[None] * r.n for r in requests]
         units = [(ri, si) for ri, r in enumerate(requests) for si in range(r.n)]
         prompts: dict[tuple[str, bool], list[int]] = {}
@@ -162,7 +173,7 @@ class LlamaBackend:
         # Waves of at most n_seq_max branches: each branch holds one sequence id.
         for start in range(0, len(units), self.n_seq_max):
             wave = units[start : start + self.n_seq_max]
-            for branch in self._run_wave(requests, wave, prompts, deadline):
+            for branch in self._run_wave(requests, wave, prompts, deadline, deadlines):
                 ri, si = branch.key
                 prompt_tokens = len(prompts[(requests[ri].prompt, requests[ri].special)])
                 results[ri][si] = Sample(
@@ -171,8 +182,19 @@ class LlamaBackend:
         return [[s for s in samples if s is not None] for samples in results]  # type: ignore[misc]
 
     def score_labels(
-        self, prompts: Sequence[str], labels: Sequence[str], deadline: Deadline, *, special: bool = False
+        self,
+        prompts: Sequence[str],
+        labels: Sequence[str],
+        deadline: Deadline,
+        *,
+        special: bool = False,
+        deadlines: Sequence[Deadline] | None = None,
     ) -> list[dict[str, float]]:
+        """Label log-probabilities per prompt (see ``Backend``). ``deadlines``, one per
+        prompt, works as in ``generate``: a prompt whose deadline has passed before its
+        chunk starts stays unscored; prefill runs while any prompt's deadline is live."""
+        if deadlines is not None and len(deadlines) != len(prompts):
+            raise BackendError(f"{len(deadlines)} deadlines for {len(prompts)} prompts")
         firsts = []
         for label in labels:
             tokens = self.model.tokenize(label, bos=False)
@@ -188,6 +210,10 @@ class LlamaBackend:
             if not all(tokenized.values()):
                 raise BackendError("empty prompt: nothing to score")
             fitting = [i for i in chunk if len(tokenized[i]) < self.n_ctx_seq]  # the rest stay unscored
+            fill_deadline: Any = deadline
+            if deadlines is not None:
+                fitting = [i for i in fitting if not deadlines[i].expired()]
+                fill_deadline = _EarliestLive([_Sooner(deadline, deadlines[i]) for i in fitting])
             ids: list[int] = []
             feeds: list[_Feed] = []
             try:
@@ -195,7 +221,7 @@ class LlamaBackend:
                 jobs = [
                     (seq, tokenized[i], self._label_reader(results, i, labels, firsts)) for i, seq in zip(fitting, ids)
                 ]
-                feeds = self._fill(jobs, deadline)
+                feeds = self._fill(jobs, fill_deadline)
             finally:
                 held = {feed.seq: feed.held() for feed in feeds}
                 for seq in ids:
@@ -243,6 +269,7 @@ class LlamaBackend:
         wave: list[tuple[int, int]],
         prompts: dict[tuple[str, bool], list[int]],
         deadline: Deadline,
+        deadlines: Sequence[Deadline] | None = None,
     ) -> list[_Branch]:
         ids: list[int] = []
         branches: list[_Branch] = []
@@ -250,16 +277,22 @@ class LlamaBackend:
             # Ids are taken inside the try, each recorded as soon as it is held, so a
             # second Ctrl-C at any point still gives every one of them back.
             self._acquire_keeping(len(wave), [prompts[(requests[ri].prompt, requests[ri].special)] for ri, _ in wave], ids)
-            branches = [_Branch(requests[ri], (ri, si), seq) for (ri, si), seq in zip(wave, ids)]
+            branches = [
+                _Branch(requests[ri], (ri, si), seq, deadline if deadlines is None else _Sooner(deadline, deadlines[ri]))
+                for (ri, si), seq in zip(wave, ids)
+            ]
+            # With per-request deadlines the wave prefills while any branch may still
+            # use it, in chunks sized for the earliest live deadline.
+            fill_deadline: Any = deadline if deadlines is None else _EarliestLive([b.deadline for b in branches])
             try:
-                self._fill(self._plan_prefill(branches, prompts), deadline)
+                self._fill(self._plan_prefill(branches, prompts), fill_deadline)
             except ContextOverflowError:
                 # The prompts do not fit in the KV cache together: those not yet
                 # prefilled end with "context"; the others still decode.
                 for branch in branches:
                     if branch.sampler is None and branch.finish is None:
                         self._end_for_context(branch)
-            self._decode_loop(branches, deadline)
+            self._decode_loop(branches)
         finally:
             for branch in branches:
                 if branch.sampler is not None:
@@ -285,6 +318,10 @@ class LlamaBackend:
             groups.setdefault(branch.key[0], []).append(branch)
         for group in groups.values():
             head = group[0]
+            if head.deadline.expired():  # its search is over (or cancelled): prefill nothing for it
+                for branch in group:
+                    branch.finish = "deadline"
+                continue
             tokens = prompts[(head.request.prompt, head.request.special)]
             if len(tokens) >= self.n_ctx_seq - 1:
                 for branch in group:
@@ -351,15 +388,16 @@ class LlamaBackend:
         branch.tokens = []  # nothing worth caching: _settle frees the sequence
         lc.llama_memory_seq_rm(self.memory, branch.seq, -1, -1)
 
-    def _decode_loop(self, branches: list[_Branch], deadline: Deadline) -> None:
+    def _decode_loop(self, branches: list[_Branch]) -> None:
         while True:
             live = [b for b in branches if b.finish is None and b.next_token is not None]
-            if not live:
-                return
-            # Do not start a step that would end after the deadline.
-            if deadline.remaining() <= self._step_seconds:
-                for branch in live:
+            # Do not start a step that would end after a branch's deadline: that branch
+            # ends here, and the others decode on without it.
+            for branch in live:
+                if branch.deadline.remaining() <= self._step_seconds:
                     branch.finish = "deadline"
+            live = [b for b in live if b.finish is None]
+            if not live:
                 return
             for i, branch in enumerate(live):
                 self._put(i, branch.next_token, len(branch.tokens), branch.seq, True)  # type: ignore[arg-type]
@@ -547,6 +585,35 @@ class LlamaBackend:
         # keep the cache to a fraction of the context.
         while self.cache.cells > self.cache_cells and self._evict(for_cells=True):
             pass
+
+
+class _Sooner:
+    """Two deadlines read as one that passes when either does (a request's own
+    deadline within a call's)."""
+
+    def __init__(self, first: Any, second: Any) -> None:
+        self.first, self.second = first, second
+
+    def remaining(self) -> float:
+        return min(self.first.remaining(), self.second.remaining())
+
+    def expired(self) -> bool:
+        return self.first.expired() or self.second.expired()
+
+
+class _EarliestLive:
+    """The deadlines of one shared prefill read as one: it has passed only when every
+    one has (someone may still use the prompts), and its time left is the earliest
+    live one's, so chunks shrink as that deadline nears and it is not overrun."""
+
+    def __init__(self, deadlines: Sequence[Any]) -> None:
+        self.deadlines = list(deadlines)
+
+    def remaining(self) -> float:
+        return min((left for left in (d.remaining() for d in self.deadlines) if left > 0), default=0.0)
+
+    def expired(self) -> bool:
+        return all(d.expired() for d in self.deadlines)
 
 
 def _defuse(text: str, controls: re.Pattern[str] | None) -> str:
