@@ -22,6 +22,7 @@ Node attributes (all JSON-ready so the trace can hold the graph as node-link dat
     expansions: int       how many times this node was expanded
     tries: int            samples asked of this node, over all its expansions (seeds count them)
     moves_done: list      the task's moves that gave this node a valid step (see ``Task.moves``)
+    asks: dict            opening -> how many expansions asked under it (for re-asks' warmth)
     pruned: dict | None   why the node was pruned: {"reason": str, "dead": bool}; a dead
                           node is proven hopeless, any other prune is a strategy's choice
                           that the strategy may take back (``Search.revive``)
@@ -71,6 +72,7 @@ class ThoughtGraph:
             expansions=0,
             tries=0,
             moves_done=[],
+            asks={},
             pruned=None,
             aliases=[],
             answer=None,
@@ -162,6 +164,7 @@ class ThoughtGraph:
             # Traces written before these fields existed resume with their defaults.
             attrs.setdefault("tries", attrs.pop("tried", 0))
             attrs.setdefault("moves_done", [])
+            attrs.setdefault("asks", {})
             attrs.setdefault("pruned", {"reason": "", "dead": False} if attrs.get("status") == "pruned" else None)
             attrs.pop("openings_done", None)
         graph._by_key = {attrs["key"]: node for node, attrs in graph.g.nodes(data=True)}

@@ -55,7 +55,7 @@ class SearchConfig:
     chat: bool = False  # render prompts with the model's chat template
     max_nodes: int | None = None
     answer_by: Literal["value", "vote"] = "value"  # how terminal answers are chosen
-    heat: float = 0.1  # temperature added per earlier expansion of a node, so re-asks vary more
+    heat: float = 0.1  # temperature added per earlier ask of the same opening, so re-asks vary more
     max_temperature: float = 1.2
 
 
@@ -229,10 +229,11 @@ class Search:
         # Seeds count every sample ever asked of this node, so no call repeats one, and
         # a node listed twice (rollouts from the root) gets its own samples.
         seed = derive_seed(attrs["seed"], 1_000_003 + attrs["tries"] + asked.get(node, 0))
-        temperature = self._temperature(node, temperature)
+        base = self.config.temperature if temperature is None else temperature
         prompt = self.task.propose_prompt(self.question, state) if mode == "propose" else None
         if prompt is not None:
-            request = self._request(prompt.render(self._chat), max(1, math.ceil(k / 3)), seed, temperature, True)
+            warm = self._warmer(base, 0 if rollout else attrs["expansions"])
+            request = self._request(prompt.render(self._chat), max(1, math.ceil(k / 3)), seed, warm, True)
             asked[node] = asked.get(node, 0) + request.n
             return [_Plan(listing, node, "", request, True)]
         text = self.task.step_prompt(self.question, state).render(self._chat)
@@ -248,23 +249,31 @@ class Search:
             openings = pending_openings(openings, moves, attrs["moves_done"])
             if not openings:
                 return []
-        # Rollouts start from a seeded opening: always taking the first would make
-        # every rollout from a state try the same operation.
-        start = derive_seed(seed, 17) % max(1, len(openings)) if rollout else attrs["expansions"] * k + asked.get(node, 0)
+        if rollout:
+            # Rollouts start from a seeded opening: always taking the first would make
+            # every rollout from a state try the same operation.
+            start = derive_seed(seed, 17) % max(1, len(openings))
+        else:
+            # Openings never asked come first, then the ones asked least (which failed:
+            # a move that gave its step is no longer pending).
+            openings = sorted(openings, key=lambda o: attrs["asks"].get(o, 0))
+            start = 0
         plans = []
         for j, (opening, n) in enumerate(_spread(k, openings, start)):
-            request = self._request(text + opening, n, derive_seed(seed, j), temperature, False)
+            earlier = 0 if rollout else attrs["asks"].get(opening, 0)
+            request = self._request(text + opening, n, derive_seed(seed, j), self._warmer(base, earlier), False)
             plans.append(_Plan(listing, node, opening, request, False))
             asked[node] = asked.get(node, 0) + n
+            if not rollout:
+                attrs["asks"][opening] = earlier + 1
         return plans
 
-    def _temperature(self, node: int, temperature: float | None) -> float:
-        """The sampling temperature for ``node``: warmer with every earlier expansion,
-        so that a state the model keeps failing on sees different samples."""
-        base = self.config.temperature if temperature is None else temperature
+    def _warmer(self, base: float, earlier: int) -> float:
+        """The temperature for an ask made ``earlier`` times before: warmer each time,
+        so that a move the model keeps failing on sees different samples."""
         if base <= 0:
             return base  # greedy stays greedy
-        warmer = base + self.config.heat * self.graph[node]["expansions"]
+        warmer = base + self.config.heat * earlier
         return round(min(warmer, max(base, self.config.max_temperature)), 4)
 
     def _moves(self, node: int) -> list[str] | None:
