@@ -43,28 +43,34 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
     return target
 
 
-def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
+def write_text_atomic(path: str | os.PathLike[str], text: str, *, what: str = "") -> Path:
+    """Write ``text`` to a temporary file beside ``path``, fsync it, and rename it into
+    place; ``what`` names the file in errors ("trace ")."""
     target = Path(path).expanduser()
     folder = target.parent if str(target.parent) else Path(".")
     try:
         fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     except OSError as exc:
-        raise TraceError(f"cannot write trace {target}: {exc.strerror or exc}") from exc
+        raise TraceError(f"cannot write {what}{target}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, ensure_ascii=False)
-            handle.write("\n")
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, target)
     except BaseException as exc:
-        # Whatever stopped the write (a full disk, unserializable data, Ctrl-C), the
-        # old file stays as it was and no temporary file is left beside it.
+        # Whatever stopped the write (a full disk, Ctrl-C), the old file stays as it
+        # was and no temporary file is left beside it.
         Path(temp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise TraceError(f"cannot write trace {target}: {exc.strerror or exc}") from exc
+            raise TraceError(f"cannot write {what}{target}: {exc.strerror or exc}") from exc
         raise
     return target
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
+    # Serialized first: data JSON cannot hold fails before any file is touched.
+    return write_text_atomic(path, json.dumps(data, ensure_ascii=False) + "\n", what="trace ")
 
 
 def write_trace(path: str | os.PathLike[str], trace: dict[str, Any]) -> Path:

@@ -14,9 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import re
-import tempfile
 import webbrowser
 from functools import lru_cache
 from importlib import resources
@@ -26,7 +24,7 @@ from typing import Any
 import networkx as nx
 
 from deliberate.errors import TraceError
-from deliberate.trace import FORMAT, load_graph, read_trace
+from deliberate.trace import FORMAT, load_graph, read_trace, write_text_atomic
 
 # No connect-src, no default fallback: the static page may load nothing at all.
 STATIC_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
@@ -93,26 +91,6 @@ def check_tree(trace: dict[str, Any]) -> None:
         expected = next(iter(graph.g.predecessors(node)), None)
         if parent != expected:
             raise TraceError(f"node {node} names parent {parent!r} but its edge comes from {expected!r}")
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
-    target = path.expanduser()
-    folder = target.parent if str(target.parent) else Path(".")
-    try:
-        fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise TraceError(f"cannot write {target}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temp, target)
-    except BaseException as exc:
-        Path(temp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise TraceError(f"cannot write {target}: {exc.strerror or exc}") from exc
-        raise
-    return target
 
 
 def view(file: Path, out: Path | None = None, *, open_browser: bool = False) -> Path:
