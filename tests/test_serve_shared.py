@@ -17,7 +17,7 @@ import pytest
 
 from conftest import SOLVABLE, Game24Responder, game24_answer_ok, game24_scorer
 from deliberate.backends.base import BackendStats, GenerateRequest, Sample
-from deliberate.backends.scripted import ScriptedBackend
+from deliberate.backends.scripted import ScriptedBackend, uniform_scores
 from deliberate.backends.shared import SharedBackend
 from deliberate.clock import Deadline, MonotonicClock
 from deliberate.errors import BackendError
@@ -197,7 +197,11 @@ def test_a_failed_inner_call_fails_every_caller_in_its_round() -> None:
 
 
 def test_a_backend_without_per_request_deadlines_is_served_one_call_at_a_time() -> None:
-    scripted = ScriptedBackend(Game24Responder(), scores=game24_scorer, clock=SleepingClock(), seconds_per_token=0.001)  # type: ignore[arg-type]
+    # No helpful model or judge: both use conftest's lru_cached recursive solver, which
+    # three threads would then share; the verifier alone must find the answer.
+    scripted = ScriptedBackend(
+        Game24Responder(prefer_solvable=False), scores=uniform_scores, clock=SleepingClock(), seconds_per_token=0.001  # type: ignore[arg-type]
+    )
     shared = SharedBackend(scripted)
     assert not shared.batches
     import deliberate
