@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 import warnings
 from fractions import Fraction
 
 from deliberate.errors import CalculatorError
+
+_PARSING = threading.Lock()
 
 MAX_LENGTH = 256  # characters of input
 MAX_DEPTH = 32  # nesting of parentheses and operators
@@ -50,7 +53,10 @@ def evaluate(expression: str) -> Fraction:
     if _max_bracket_depth(text) > MAX_DEPTH:
         raise CalculatorError(f"expression nested deeper than {MAX_DEPTH}")
     try:
-        with warnings.catch_warnings():
+        # One parse at a time: CPython 3.11's ast.parse is not safe in threads ("AST
+        # constructor recursion depth mismatch" when searches of deliberate serve parse
+        # at once), and catch_warnings changes the process's warning filters.
+        with _PARSING, warnings.catch_warnings():
             # "1if" or "2j3" would print a SyntaxWarning on the user's terminal.
             warnings.simplefilter("ignore")
             tree = ast.parse(text, mode="eval")

@@ -28,7 +28,7 @@ from deliberate.tasks.base import Step, Task, label_probs, label_value, pending_
 Event = dict[str, Any]
 OPEN = ("open", "expanded")
 FINAL = ("terminal", "solved", "failed")
-FINISH_ON_INTERRUPT = 0.4  # seconds after Ctrl-C until which greedy finishing may run
+FINISH_ON_INTERRUPT = 0.25  # seconds after Ctrl-C until which greedy finishing may run (the solve must end within 1 s)
 # With no time limit, this many expansions in a row that add no node end the search
 # ("stalled"): asking again has stopped finding anything new, and no clock will stop it.
 STALL_LIMIT = 64

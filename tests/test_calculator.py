@@ -343,3 +343,25 @@ def test_format_then_parse_round_trips(value):
 def test_rejected_input_prints_no_python_warnings(text, recwarn):
     assert isinstance(timed_evaluate(text), CalculatorError)
     assert [str(w.message) for w in recwarn] == []
+
+
+def test_threads_can_evaluate_at_once() -> None:
+    # deliberate serve runs searches in threads; CPython 3.11's ast.parse raised
+    # "SystemError: AST constructor recursion depth mismatch" when they parsed at once.
+    import threading
+
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        try:
+            for i in range(300):
+                assert evaluate(f"(({seed} + {i}) * 2 - {i}) / 1") == (seed + i) * 2 - i
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
