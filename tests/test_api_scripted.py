@@ -161,7 +161,7 @@ def test_ctrl_c_before_any_answer_finishes_greedily_for_a_moment(scripted):
 
 def test_the_finish_after_ctrl_c_is_counted_from_the_signal(scripted, fake_clock):
     # The signal lands while a model call is in flight, and that call runs on for
-    # 0.3 s before it returns. The greedy finish may only use what is left of
+    # 0.2 s before it returns. The greedy finish may only use what is left of
     # FINISH_ON_INTERRUPT after the signal, not a fresh allowance from the return.
     deadline = Deadline.after(60, fake_clock)
     inner = GenericResponder(steps=3, accuracy=1.0, variety=50)
@@ -175,7 +175,7 @@ def test_the_finish_after_ctrl_c_is_counted_from_the_signal(scripted, fake_clock
             if self.calls == 6:
                 deadline.cancel()
                 signalled.append(fake_clock.now())
-                fake_clock.advance(0.3)
+                fake_clock.advance(0.2)  # most of FINISH_ON_INTERRUPT
             if signalled:  # from now on, rambling that never reaches an answer
                 return "and then I kept on thinking about it " * 40
             return inner(prompt, request, seed)

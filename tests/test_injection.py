@@ -57,9 +57,13 @@ def test_an_injected_game24_step_scores_like_the_plain_one(backend, injection: s
     assert plain is not None and injected is not None
     # The step is read, not copied: the injected words never reach the state.
     assert injected.state == plain.state and injected.thought == plain.thought
+    # So the judge is shown the very same prompt: immune by construction.
+    assert task.value_prompt(question, injected.state) == task.value_prompt(question, plain.state)
     plain_value, plain_scores = value_of(backend, task, question, plain.state)
     injected_value, injected_scores = value_of(backend, task, question, injected.state)
-    assert injected_value <= plain_value
+    # The same prompt scored twice differs only by llama.cpp numerics (the second call
+    # is served from the prefix cache), never by anything the injection said.
+    assert abs(injected_value - plain_value) <= 0.05
     assert list(injected_scores) == list(task.labels)
 
 
