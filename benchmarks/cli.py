@@ -79,6 +79,7 @@ def bench_run(
     evaluator: Optional[str] = typer.Option(None, "--evaluator", help="value, vote, or none (no model judge: every state 0.5).", show_default="value"),
     mode: Optional[str] = typer.Option(None, "--mode", help="propose or sample", show_default="the task's choice"),
     task_opt: list[str] = typer.Option([], "--task-opt", help="Task option key=value (repeatable), e.g. openings=none."),
+    no_tools: bool = typer.Option(False, "--no-tools", help="Turn the task's tools off (the model computes; for ablations)."),
     seqs: Optional[int] = typer.Option(
         None, "--seqs", min=1, max=256, show_default="64",
         help="llama.cpp sequence ids: the most branches decoded in one batch (1 = one at a time).",
@@ -97,7 +98,10 @@ def bench_run(
             model=model, out=out, verifier=not no_verifier, concurrency=concurrency, trace_dir=trace_dir,
             options=opt, on_start=progress.start if progress else None,
             backend_options={"n_seq_max": seqs} if seqs else None,
-            settings={"evaluator": evaluator, "mode": mode, "task_options": parse_pairs(task_opt, "--task-opt")},
+            settings={
+                "evaluator": evaluator, "mode": mode, "task_options": parse_pairs(task_opt, "--task-opt"),
+                "tools": False if no_tools else None,
+            },
             on_record=progress.update if progress else None,
         )
     except KeyboardInterrupt:

@@ -57,7 +57,7 @@ class Result:
 
 
 # Settings a trace's meta.config holds and a resume restores, unless given again.
-RESUMED_CONFIG = ("verifier", "chat", "evaluator", "mode", "max_nodes")
+RESUMED_CONFIG = ("verifier", "chat", "evaluator", "mode", "max_nodes", "tools")
 
 
 def think(
@@ -75,6 +75,7 @@ def think(
     evaluator: str | None = None,
     mode: str | None = None,
     chat: bool | None = None,
+    tools: bool | None = None,
     task_options: Mapping[str, Any] | None = None,
     backend_options: Mapping[str, Any] | None = None,
     trace: str | os.PathLike[str] | None = None,
@@ -92,7 +93,8 @@ def think(
     clock; ``think=None`` (or ``"none"``) means no time limit. ``verifier`` (default
     True), ``evaluator`` ("value", "vote", or "none": no model judge, every state
     counts as 0.5), ``mode`` ("propose" or "sample"; default:
-    the task's choice) and ``chat`` (default False) shape the search; ``reserve`` is
+    the task's choice), ``chat`` (default False) and ``tools`` (default True: the
+    task's tools, such as Game of 24's calculator, compute what they can) shape the search; ``reserve`` is
     the share of the budget kept for the greedy finish (default 0.1).
 
     ``resume`` continues a saved trace with more time; the graph is restored, not
@@ -103,7 +105,7 @@ def think(
     given = {
         "question": question, "task": task, "strategy": strategy, "seed": seed, "options": options,
         "task_options": task_options, "verifier": verifier, "evaluator": evaluator, "mode": mode,
-        "chat": chat, "max_nodes": max_nodes,
+        "chat": chat, "max_nodes": max_nodes, "tools": tools,
     }
     previous = read_trace(resume) if isinstance(resume, (str, os.PathLike)) else resume
     settings, overrides = resume_settings(previous, given)
@@ -198,7 +200,10 @@ def _prepare(settings: dict[str, Any], think: float | str | None, trace: Any, re
     task_name = settings["task"]
     task_name = detect(question) if task_name in (None, "auto") else task_name
     task_options = dict(settings["task_options"] or {})
-    the_task = make_task(task_name, **task_options)
+    if "tools" in task_options:
+        raise UsageError("tools are a search setting: use --no-tools (tools=False), not --task-opt tools=")
+    tools = True if settings.get("tools") is None else bool(settings["tools"])
+    the_task = make_task(task_name, tools=tools, **task_options)
     the_task.root(question)  # reject a question the task cannot read before loading anything
     chosen = strategies.make(settings["strategy"] or "bfs", settings["options"])
     config = SearchConfig(
@@ -207,6 +212,7 @@ def _prepare(settings: dict[str, Any], think: float | str | None, trace: Any, re
         verifier=True if settings["verifier"] is None else bool(settings["verifier"]),
         chat=bool(settings["chat"]),
         max_nodes=max_nodes,
+        tools=tools,
     )
     if reserve is not None:
         config.reserve = reserve

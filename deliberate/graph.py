@@ -23,6 +23,10 @@ Node attributes (all JSON-ready so the trace can hold the graph as node-link dat
     tries: int            samples asked of this node, over all its expansions (seeds count them)
     moves_done: list      the task's moves that gave this node a valid step (see ``Task.moves``)
     asks: dict            opening -> how many expansions asked under it (for re-asks' warmth)
+    stale: int            expansions in a row that found no new move (then the search enumerates)
+    origin: str | None    who chose this step's move: "model" (sampled or proposed) or
+                          "enumerated" (the search listed the move and a tool completed it)
+    calls: list           tool calls that wrote part of the thought: {"tool", "input", "output"}
     pruned: dict | None   why the node was pruned: {"reason": str, "dead": bool}; a dead
                           node is proven hopeless, any other prune is a strategy's choice
                           that the strategy may take back (``Search.revive``)
@@ -73,6 +77,9 @@ class ThoughtGraph:
             tries=0,
             moves_done=[],
             asks={},
+            stale=0,
+            origin=None,
+            calls=[],
             pruned=None,
             aliases=[],
             answer=None,
@@ -165,6 +172,9 @@ class ThoughtGraph:
             attrs.setdefault("tries", attrs.pop("tried", 0))
             attrs.setdefault("moves_done", [])
             attrs.setdefault("asks", {})
+            attrs.setdefault("stale", 0)
+            attrs.setdefault("origin", None if attrs.get("parent") is None else "model")
+            attrs.setdefault("calls", [])
             attrs.setdefault("pruned", {"reason": "", "dead": False} if attrs.get("status") == "pruned" else None)
             attrs.pop("openings_done", None)
         graph._by_key = {attrs["key"]: node for node, attrs in graph.g.nodes(data=True)}

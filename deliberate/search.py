@@ -57,6 +57,10 @@ class SearchConfig:
     answer_by: Literal["value", "vote"] = "value"  # how terminal answers are chosen
     heat: float = 0.1  # temperature added per earlier ask of the same opening, so re-asks vary more
     max_temperature: float = 1.2
+    tools: bool = True  # let the task's tools (the calculator) compute parts of a step
+    # After this many expansions of a state in a row that found no new move, the
+    # search adds missing moves itself where a tool can complete them ("enumerated").
+    enumerate_after: int = 2
 
 
 @dataclass
@@ -67,6 +71,8 @@ class SearchStats:
     evaluations: int = 0
     merged: int = 0
     rejected: int = 0  # samples that produced no valid step
+    enumerated: int = 0  # children whose move the search listed rather than the model
+    tool_calls: int = 0
 
 
 class Search:
@@ -185,17 +191,28 @@ class Search:
         found = _Expansion([[] for _ in nodes], [[] for _ in nodes])
         if not plans:
             return found
-        results = self.backend.generate([p.request for p in plans], self._explore_deadline())
+        requests = [p.request for p in plans if p.request is not None]
+        results = iter(self.backend.generate(requests, self._explore_deadline()) if requests else [])
         before = len(self.graph)
-        for plan, samples in zip(plans, results):
-            made, merged = self._add_children(plan, samples, rollout)
+        expanded = list(dict.fromkeys(p.node for p in plans))
+        known = {node: len(self.graph[node]["moves_done"]) for node in expanded}
+        sampled: list[Sample] = []
+        for plan in plans:
+            if plan.request is None:
+                made, merged = self._add_steps(plan, list(plan.given), 0, rollout)
+                self.graph[plan.node]["tries"] += len(plan.given)  # so rollouts' seeds move on
+            else:
+                samples = next(results)
+                sampled.extend(samples)
+                made, merged = self._add_children(plan, samples, rollout)
+                self.graph[plan.node]["tries"] += plan.request.n
             found.children[plan.listing].extend(made)
             found.merges[plan.listing].extend(merged)
-        for plan in plans:
-            self.graph[plan.node]["tries"] += plan.request.n
-        expanded = list(dict.fromkeys(p.node for p in plans))
         for node in expanded:
-            self.graph[node]["expansions"] += 1
+            attrs = self.graph[node]
+            attrs["expansions"] += 1
+            # Asks that found no new move count towards enumerating the missing ones.
+            attrs["stale"] = 0 if len(attrs["moves_done"]) > known[node] else attrs["stale"] + 1
             if self.graph.status(node) == "open":
                 self.graph.set_status(node, "expanded")
         self.stats.expansions += len(expanded)
@@ -209,7 +226,8 @@ class Search:
             nodes=expanded,
             children=[per_node[n] for n in expanded],
             mode="propose" if plans[0].proposing else "sample",
-            tokens=sum(s.completion_tokens for samples in results for s in samples),
+            tokens=sum(s.completion_tokens for s in sampled),
+            enumerated=sum(len(p.given) for p in plans),
         )
         return found
 
@@ -249,6 +267,12 @@ class Search:
             openings = pending_openings(openings, moves, attrs["moves_done"])
             if not openings:
                 return []
+            if attrs["stale"] >= self.config.enumerate_after:
+                # Fresh-seed asks have stopped finding new moves: list the missing ones
+                # (where a tool completes a bare move), so every move gets its chance.
+                given = self._enumerate(state, moves, attrs["moves_done"], k)
+                if given:
+                    return [_Plan(listing, node, "", None, False, tuple(given))]
         if rollout:
             # Rollouts start from a seeded opening: always taking the first would make
             # every rollout from a state try the same operation.
@@ -260,6 +284,10 @@ class Search:
             start = 0
         plans = []
         for j, (opening, n) in enumerate(_spread(k, openings, start)):
+            whole = self._complete(state, opening)
+            if whole is not None:  # the opening is a whole move and a tool writes the rest
+                plans.append(_Plan(listing, node, opening, None, False, (whole,)))
+                continue
             earlier = 0 if rollout else attrs["asks"].get(opening, 0)
             request = self._request(text + opening, n, derive_seed(seed, j), self._warmer(base, earlier), False)
             plans.append(_Plan(listing, node, opening, request, False))
@@ -267,6 +295,24 @@ class Search:
             if not rollout:
                 attrs["asks"][opening] = earlier + 1
         return plans
+
+    def _complete(self, state: dict[str, Any], move: str) -> Step | None:
+        """The step a tool makes of a bare ``move`` alone, with no model asked; None
+        where the task needs the model to write more (or the tools are off)."""
+        if not self.config.tools or not getattr(self.task, "tools", False):
+            return None
+        step = self.task.parse_step(self.question, state, move, verify=self.config.verifier)
+        return step if step is not None and step.calls else None
+
+    def _enumerate(self, state: dict[str, Any], moves: Sequence[str], done: Sequence[str], k: int) -> list[Step]:
+        """Up to ``k`` of the moves not yet done, completed by a tool."""
+        steps: list[Step] = []
+        for move in moves:
+            if len(steps) == k:
+                break
+            if move not in done and (step := self._complete(state, move)) is not None:
+                steps.append(step)
+        return steps
 
     def _warmer(self, base: float, earlier: int) -> float:
         """The temperature for an ask made ``earlier`` times before: warmer each time,
@@ -324,30 +370,47 @@ class Search:
                 steps = [step] if step is not None else []
             if not steps:
                 self.stats.rejected += 1
-            share = sample.completion_tokens // max(1, len(steps))
-            for step in steps:
-                if step.move is not None and step.move not in self.graph[node]["moves_done"]:
-                    self.graph[node]["moves_done"].append(step.move)
-                existing = self.graph.node_for_key(self.task.key(step.state))
-                if existing is None and self.full():
-                    continue  # the node budget is a hard cap
-                child, merged = self.graph.add_child(
-                    node,
-                    step.thought,
-                    step.state,
-                    self.task.key(step.state),
-                    seed=derive_seed(self.graph[node]["seed"], len(self.graph.children(node))),
-                    created=round(self.elapsed(), 4),
-                    tokens=share,
-                )
-                if merged:
-                    self.stats.merged += 1
-                    if child not in self.graph.path(node):
-                        merged_into.append(child)
-                    continue
-                self.graph[child]["rollout"] = rollout
-                self._judge_if_final(child)
-                made.append(child)
+            new, merged = self._add_steps(plan, steps, sample.completion_tokens // max(1, len(steps)), rollout)
+            made.extend(new)
+            merged_into.extend(merged)
+        return made, merged_into
+
+    def _add_steps(self, plan: _Plan, steps: list[Step], share: int, rollout: bool) -> tuple[list[int], list[int]]:
+        """Add each step under the plan's node; the new children and the merges."""
+        node = plan.node
+        origin = "enumerated" if plan.request is None else "model"
+        made: list[int] = []
+        merged_into: list[int] = []
+        for step in steps:
+            if step.move is not None and step.move not in self.graph[node]["moves_done"]:
+                self.graph[node]["moves_done"].append(step.move)
+            existing = self.graph.node_for_key(self.task.key(step.state))
+            if existing is None and self.full():
+                continue  # the node budget is a hard cap
+            child, merged = self.graph.add_child(
+                node,
+                step.thought,
+                step.state,
+                self.task.key(step.state),
+                seed=derive_seed(self.graph[node]["seed"], len(self.graph.children(node))),
+                created=round(self.elapsed(), 4),
+                tokens=share,
+            )
+            for call in step.calls:
+                self.stats.tool_calls += 1
+                self.emit("tool", node=child, parent=node, merged=merged, **call)
+            if merged:
+                self.stats.merged += 1
+                if child not in self.graph.path(node):
+                    merged_into.append(child)
+                continue
+            self.graph[child]["origin"] = origin
+            self.graph[child]["calls"] = [dict(call) for call in step.calls]
+            if origin == "enumerated":
+                self.stats.enumerated += 1
+            self.graph[child]["rollout"] = rollout
+            self._judge_if_final(child)
+            made.append(child)
         return made, merged_into
 
     def _judge_if_final(self, node: int) -> None:
@@ -552,10 +615,18 @@ class Search:
             self.emit("finish", node=start)
             self.rollout([start], temperature=0.0)
             while self.best_terminal() is None:  # greedy led nowhere: sampled tries
-                asked = self.stats.expansions
+                asked, size = self.stats.expansions, len(self.graph)
                 self.rollout([self.best_partial()] * 3, temperature=max(self.config.temperature, 0.7))
                 if self.stats.expansions == asked or not until_the_end:
                     break  # no state is left to roll out from
+                if len(self.graph) == size:
+                    # The rollouts only retraced known states: widen the states that still
+                    # have a move to try instead, or stop if the task proves there is none.
+                    waiting = [n for n in self.graph.with_status(*OPEN) if not self.exhausted(n)]
+                    if not waiting:
+                        break
+                    waiting.sort(key=lambda n: (-(self.graph.value(n) or 0.5), self.graph[n]["expansions"]))
+                    self.expand(waiting[:3], 8)
         except (StopSearch, ContextOverflowError):
             pass  # the best answer so far stands
         finally:
@@ -569,8 +640,9 @@ class _Plan:
     listing: int  # index into the nodes passed to expand (a node may be listed twice)
     node: int
     opening: str  # text the prompt ends with, which the sample continues
-    request: GenerateRequest
+    request: GenerateRequest | None  # None: no model call, the steps are ``given``
     proposing: bool  # a list of proposals rather than one step
+    given: tuple[Step, ...] = ()  # steps the search listed and a tool completed
 
 
 @dataclass

@@ -60,6 +60,11 @@ class Player:
                 raise self.raise_on[left].pop(0)
         opened = re.search(r"(\S+) ([-+*/]) (\S+) =$", prompt)
         if not opened:
+            operand = re.search(r"\n(\S+)$", prompt)  # the calculator computes: name a move
+            others = left.split()
+            if operand and operand[1] in others:
+                others.remove(operand[1])
+                return f" + {others[0]} =\n"
             return "\n"
         try:
             value = evaluate(f"{opened[1]} {opened[2]} {opened[3]}")
@@ -103,7 +108,11 @@ def test_records_are_written_with_every_field(data: Path, tmp_path: Path) -> Non
 
 
 def test_wrong_steps_score_wrong(data: Path, tmp_path: Path) -> None:
-    records = bench(data, tmp_path / "r.jsonl", Player(wrong=True), verifier=False, thinks=[1.0])
+    # Without the tool the model computes, and this one computes wrong.
+    records = bench(
+        data, tmp_path / "r.jsonl", Player(wrong=True), verifier=False, thinks=[1.0],
+        settings={"tools": False, "task_options": {"openings": "pair"}},
+    )
     assert len(records) == 3
     assert not any(r["correct"] for r in records)
     assert all(r["verifier"] is False for r in records)

@@ -9,6 +9,7 @@ space was covered, and a solvable puzzle can never end ``complete`` without its 
 from __future__ import annotations
 
 import itertools
+import re
 import random
 
 import pytest
@@ -52,13 +53,15 @@ def erring_backend(error_rate: float, clock: WatchedClock) -> ScriptedBackend:
     error_rate=st.floats(0.3, 0.9),
     strategy=st.sampled_from(TREE_STRATEGIES),
     openings=st.sampled_from(["pair", "operand", "none"]),
+    tools=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_a_solvable_puzzle_ends_solved_or_at_the_deadline_never_complete(puzzle, error_rate, strategy, openings, seed):
+def test_a_solvable_puzzle_ends_solved_or_at_the_deadline_never_complete(puzzle, error_rate, strategy, openings, tools, seed):
+    # Without the tool the model's arithmetic errs; with it only its choice of moves does.
     backend = erring_backend(error_rate, WatchedClock())
     result = think_guarded(
         question(puzzle), backend, wall=60, task="game24", strategy=strategy, think=10, seed=seed,
-        task_options={"openings": openings},
+        task_options={"openings": openings}, tools=tools,
     )
     assert result.stats.stop_reason in ("solved", "deadline"), result.stats.stop_reason
     if result.stats.stop_reason == "solved":
@@ -67,11 +70,15 @@ def test_a_solvable_puzzle_ends_solved_or_at_the_deadline_never_complete(puzzle,
         assert result.stats.thinking_seconds == pytest.approx(10, abs=0.05)  # it used all of its time
 
 
+@pytest.mark.parametrize("tools", [True, False])
 @pytest.mark.parametrize("strategy", TREE_STRATEGIES)
 @pytest.mark.parametrize("puzzle", UNSOLVABLE_PUZZLES)
-def test_an_unsolvable_puzzle_ends_complete_only_once_every_move_has_its_child(strategy, puzzle):
+def test_an_unsolvable_puzzle_ends_complete_only_once_every_move_has_its_child(strategy, puzzle, tools):
     backend = erring_backend(0.5, WatchedClock(patience=50_000))
-    result = think_guarded(question(puzzle), backend, wall=60, task="game24", strategy=strategy, think=3600, seed=3)
+    result = think_guarded(
+        question(puzzle), backend, wall=60, task="game24", strategy=strategy, think=3600, seed=3, tools=tools,
+        task_options=None if tools else {"openings": "pair"},
+    )
     assert result.answer is None
     assert result.stats.stop_reason == "complete"
     assert result.stats.thinking_seconds < 3600 * 0.9  # it proved the space empty, long before the deadline
@@ -87,7 +94,10 @@ def test_an_unsolvable_puzzle_ends_complete_only_once_every_move_has_its_child(s
 def test_6_6_6_6_is_solved_although_the_model_errs_on_most_moves():
     # The measured failure: the root never got "6 + 6 = 12" after the model erred twice.
     backend = erring_backend(0.8, WatchedClock())
-    result = think_guarded("6 6 6 6", backend, task="game24", strategy="bfs", think=30, seed=0)
+    result = think_guarded(
+        "6 6 6 6", backend, task="game24", strategy="bfs", think=30, seed=0, tools=False,
+        task_options={"openings": "pair"},
+    )
     assert result.stats.stop_reason == "solved"
     assert game24_answer_ok(result.answer, "6 6 6 6")
 
@@ -101,7 +111,10 @@ def test_a_failed_move_is_asked_again_warmer_with_a_fresh_seed():
         return " 13 (left: ...)"  # never right, so every move stays open
 
     backend = ScriptedBackend(always_wrong, scores=game24_scorer, clock=clock)
-    result = think_guarded("6 6 6 6", backend, task="game24", strategy="bfs", think=10, seed=0)
+    result = think_guarded(
+        "6 6 6 6", backend, task="game24", strategy="bfs", think=10, seed=0, tools=False,
+        task_options={"openings": "pair"},
+    )
     finish = next(e["t"] for e in result.trace["events"] if e["type"] == "finish")
     asks = [(t, s) for line, t, s, at in seen if line == "6 + 6 =" and at < finish]  # the search, not the finish
     assert len(asks) >= 3, "the failed move was not asked again"
@@ -109,3 +122,51 @@ def test_a_failed_move_is_asked_again_warmer_with_a_fresh_seed():
     temperatures = [t for t, _ in asks]
     assert temperatures == sorted(temperatures) and temperatures[-1] > temperatures[0]
     assert result.stats.stop_reason == "deadline"  # not "complete": failing proves nothing
+
+
+# -- with the calculator: the model chooses, the tool computes, the search fills the gaps -----------
+
+
+def test_moves_the_model_never_proposes_are_enumerated_once_its_asks_stop_finding_new_ones():
+    asked: list[str] = []
+
+    def stuck(prompt, request, seed):  # always proposes "6 * 6", whatever the opening
+        asked.append(prompt[prompt.rfind("\n") + 1 :])
+        return " * 6 = 36\n"
+
+    backend = ScriptedBackend(stuck, scores=game24_scorer, clock=WatchedClock())
+    result = think_guarded("6 6 6 6", backend, task="game24", strategy="bfs", think=30, seed=0)
+    assert result.stats.stop_reason == "solved" and game24_answer_ok(result.answer, "6 6 6 6")
+    graph = result.graph
+    [model_child] = [c for c in graph.children(0) if graph[c]["origin"] == "model"]
+    assert graph[model_child]["thought"] == "6 * 6 = 36 (left: 6 6 36)"
+    assert graph[model_child]["calls"] == [{"tool": "calculator", "input": "6 * 6", "output": "36"}]
+    enumerated = [c for c in graph.children(0) if graph[c]["origin"] == "enumerated"]
+    assert {graph[c]["thought"].split(" =")[0] for c in enumerated} >= {"6 + 6", "6 - 6", "6 / 6"}
+    # The search asked the model first: the root's enumeration began only after
+    # ``enumerate_after`` expansions found nothing new.
+    expands = [e for e in result.trace["events"] if e["type"] == "expand" and 0 in e["nodes"]]
+    first = next(i for i, e in enumerate(expands) if e["enumerated"])
+    assert first >= 2 and all(e["tokens"] > 0 for e in expands[:first])
+    assert asked and all(re.fullmatch(r"\d+(/\d+)?", line) for line in asked)  # a first operand, no more
+    tools = [e for e in result.trace["events"] if e["type"] == "tool"]
+    assert tools and all(e["tool"] == "calculator" for e in tools)
+    assert {e["node"] for e in tools if not e["merged"]} == {n for n in graph if graph[n]["calls"]}
+
+
+def test_pair_openings_with_the_tool_solve_without_any_model_call():
+    backend = ScriptedBackend(lambda prompt, request, seed: pytest.fail("the model was asked"), clock=WatchedClock())
+    result = think_guarded(
+        "4 9 10 13", backend, task="game24", strategy="bfs", think=10, evaluator="none",
+        task_options={"openings": "pair"},
+    )
+    assert result.stats.stop_reason == "solved" and game24_answer_ok(result.answer, "4 9 10 13")
+    assert result.stats.tokens == 0 and backend.history == []
+    assert {result.graph[n]["origin"] for n in result.graph if n} == {"enumerated"}
+
+
+def test_without_tools_no_move_is_enumerated():
+    backend = ScriptedBackend(lambda prompt, request, seed: " 13\n", scores=game24_scorer, clock=WatchedClock())
+    result = think_guarded("6 6 6 6", backend, task="game24", strategy="bfs", think=5, tools=False)
+    assert result.answer is None and len(result.graph) == 1  # the model computed wrong every time
+    assert result.stats.stop_reason == "deadline"

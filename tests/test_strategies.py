@@ -220,8 +220,9 @@ def test_beam_width_bounds_the_beam(width, game24_backend):
 
 
 def test_dfs_threshold_prunes_weak_children(game24_backend):
-    strict = run(game24_backend, "dfs", {"threshold": 0.9})
-    lenient = run(game24_backend, "dfs", {"threshold": 0.0})
+    # Enumerated moves (pair openings) include weak ones, whatever the model would pick.
+    strict = run(game24_backend, "dfs", {"threshold": 0.9}, task_options={"openings": "pair"})
+    lenient = run(game24_backend, "dfs", {"threshold": 0.0}, task_options={"openings": "pair"})
     pruned = [e for e in strict.trace["events"] if e["type"] == "prune"]
     assert pruned and all(strict.graph.value(e["node"]) < 0.9 for e in pruned)
     assert [e for e in lenient.trace["events"] if e["type"] == "prune"] == []

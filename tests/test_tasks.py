@@ -22,6 +22,13 @@ QUESTION = "Use 4 9 10 13 to make 24."
 
 @pytest.fixture
 def game24() -> Game24Task:
+    """The model writes the whole step and computes ("10 - 4 = 6"): the no-tools protocol."""
+    return Game24Task(openings="pair", tools=False)
+
+
+@pytest.fixture
+def game24_tools() -> Game24Task:
+    """The default: the model writes the move, the calculator computes the rest."""
     return Game24Task()
 
 
@@ -213,10 +220,60 @@ def test_pair_openings_cover_each_pair_once_and_never_divide_by_zero(game24):
 
 @pytest.mark.parametrize(("style", "first"), [("operation", "4 +"), ("operand", "4"), ("none", "")])
 def test_other_opening_styles(style, first):
-    task = Game24Task(openings=style)
-    openings = task.openings(task.root(QUESTION))
-    assert openings[0] == first
-    assert task.step_tokens == 16
+    for tools in (True, False):
+        task = Game24Task(openings=style, tools=tools)
+        openings = task.openings(task.root(QUESTION))
+        assert openings[0] == first
+        assert task.step_tokens == (10 if tools else 16)
+        assert ("=" in task.step_stop) is tools  # with the tool the model stops before the result
+
+
+# -- game24 with the calculator tool ---------------------------------------------------------------
+
+
+def test_by_default_the_model_opens_with_an_operand_and_the_tool_computes(game24_tools):
+    assert game24_tools.opening_style == "operand" and game24_tools.tools
+    root = game24_tools.root(QUESTION)
+    assert game24_tools.openings(root) == ["4", "9", "10", "13"]
+    step = game24_tools.parse_step(QUESTION, root, "10 - 4 ", verify=True)
+    assert step.thought == "10 - 4 = 6 (left: 6 9 13)" and step.move == "10 - 4"
+    assert step.calls == ({"tool": "calculator", "input": "10 - 4", "output": "6"},)
+    # Whatever the model adds after "=" is ignored: the tool's result stands.
+    assert game24_tools.parse_step(QUESTION, root, "10 - 4 = 7", verify=True).state["left"] == ["6", "9", "13"]
+    assert game24_tools.parse_step(QUESTION, root, "13 / 4", verify=False).state["left"] == ["13/4", "9", "10"]
+
+
+@pytest.mark.parametrize("text", ["10 - 5", "4 * 4", "10 - 4 + 9", "I think 10 - 4", "", "10 ^ 4", "10 -"])
+def test_the_tool_rejects_moves_that_are_not_one_operation_on_numbers_left(text, game24_tools):
+    root = game24_tools.root(QUESTION)
+    for verify in (True, False):
+        assert game24_tools.parse_step(QUESTION, root, text, verify=verify) is None
+
+
+def test_the_tool_never_divides_by_zero(game24_tools):
+    state = state_of(["0", "4", "9", "10"])
+    assert game24_tools.parse_step(QUESTION, state, "9 / 0", verify=False) is None
+    assert "9 / 0" not in game24_tools.moves(state, verify=False)
+
+
+def test_with_the_tool_pair_openings_are_whole_moves_and_every_move_is_listed():
+    task = Game24Task(openings="pair")
+    root = task.root(QUESTION)
+    openings = task.openings(root)
+    assert openings == task.moves(root, verify=False)  # the tool makes one child per move
+    assert all(task.parse_step(QUESTION, root, o, verify=False).move == o for o in openings)
+    assert Game24Task(openings="pair", tools=False).moves(root, verify=False) is None  # the model may say anything
+
+
+def test_tools_are_a_search_setting_not_a_task_option():
+    from deliberate import think
+    from deliberate.errors import UsageError
+
+    assert make_task("game24", tools=False).tools is False
+    assert not hasattr(make_task("generic", tools=False), "tools")  # a task without tools ignores it
+    with pytest.raises(UsageError, match="--no-tools"):
+        think("4 9 10 13", task="game24", task_options={"tools": False}, model="/nonexistent.gguf")
+
 
 
 def test_prompts_end_where_the_model_continues(game24):

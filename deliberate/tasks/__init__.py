@@ -40,12 +40,16 @@ def detect(question: str) -> str:
     return "generic"
 
 
-def make_task(name: str | Task, **options: Any) -> Task:
+def make_task(name: str | Task, *, tools: bool = True, **options: Any) -> Task:
+    """The task ``name`` with its ``options``; ``tools`` reaches a task that has tools."""
     if not isinstance(name, str):
         return name  # already a task object
     if name not in REGISTRY:
         raise UnknownNameError(f"unknown task {name!r} (tasks: {', '.join(REGISTRY)})")
+    cls = REGISTRY[name]
+    if getattr(cls, "tool_names", ()):
+        options["tools"] = tools
     try:
-        return REGISTRY[name](**options)
+        return cls(**options)
     except TypeError as exc:
         raise UsageError(f"task {name}: {exc}") from None

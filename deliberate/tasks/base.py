@@ -44,6 +44,9 @@ class Step:
     thought: str  # the step as the trace shows it
     state: State  # the state it leads to
     move: str | None = None  # which of the task's ``moves`` this step made, if it knows
+    # Tool calls that wrote part of the step: {"tool", "input", "output"} each. The
+    # model wrote the input; the tool computed the output (the model never executes).
+    calls: tuple[dict[str, str], ...] = ()
 
 
 class Task(Protocol):
@@ -93,11 +96,16 @@ class Task(Protocol):
         """True or False when the task can check the state exactly, else None."""
         ...
 
+    # Optional: ``tool_names`` and ``tools`` (bool): the tools the task can use and
+    # whether they are on (``--no-tools`` turns them off, for ablations).
+    #
     # Optional: ``moves(state, verify=...) -> list[str] | None``. Every legal move from
     # ``state`` when the task can list them, else None. A task that lists them lets the
     # search prove a state dead (every move has its child); without a list a state is
     # never dead, and a search with time left keeps asking. Steps name their move in
     # ``Step.move``. ``pending_openings`` below maps openings to the moves still open.
+    # When ``parse_step`` completes a bare move by itself (a tool computes the rest),
+    # the search can add a move no sample proposed; it marks that child "enumerated".
 
 
 def pending_openings(openings: Sequence[str], moves: Sequence[str], done: Sequence[str]) -> list[str]:

@@ -1,10 +1,14 @@
 """Game of 24: combine four numbers with + - * / into 24, one operation per step.
 
 The state is the numbers still left, each with the expression that made it. A step
-reads ``a op b = c (left: ...)``. With the verifier on, the safe calculator
-recomputes ``a op b`` in exact rationals and a step with wrong arithmetic, or with
-numbers that are not left, is rejected. The final check is exact: one number left,
-equal to 24, built from all four inputs.
+reads ``a op b = c (left: ...)``.
+
+With the calculator tool on (the default), the model writes only the move ``a op b``
+and stops at ``=``; the calculator computes `` = c (left: ...)`` in exact rationals,
+so the model never does arithmetic. With ``tools=False`` the model writes ``c`` too,
+and the verifier (if on) rejects a step whose arithmetic is wrong. Either way a step
+naming numbers that are not left is rejected, and the final check is exact: one
+number left, equal to 24, built from all four inputs.
 """
 
 from __future__ import annotations
@@ -78,6 +82,12 @@ _STEP = re.compile(
     rf"^\s*(?:step\s*\d*[:.)]\s*)?(?P<a>{_OPERAND})\s*(?P<op>[-+*/×x÷−])\s*(?P<b>{_OPERAND})\s*=\s*(?P<c>{_NUM})",
     re.IGNORECASE,
 )
+# A move alone, for the calculator to complete: "8 * 3", perhaps followed by the
+# model's own "= ..." (which is ignored), but no further operation.
+_MOVE = re.compile(
+    rf"^\s*(?:step\s*\d*[:.)]\s*)?(?P<a>{_OPERAND})\s*(?P<op>[-+*/×x÷−])\s*(?P<b>{_OPERAND})\s*(?:=.*)?$",
+    re.IGNORECASE,
+)
 _SYMBOL = {"×": "*", "x": "*", "X": "*", "÷": "/", "−": "-"}
 
 
@@ -107,17 +117,26 @@ class Game24Task:
     name = "game24"
     mode: Literal["propose", "sample"] = "sample"
     labels = VALUE_LABELS
-    step_stop = ("\n", " (")  # the "(left: ...)" part is ours to compute, not the model's
+    step_stop: tuple[str, ...] = ("\n", " (")  # the "(left: ...)" part is ours to compute, not the model's
     step_tokens = 16
     propose_tokens = 120
     max_depth = 3
+    tool_names = ("calculator",)  # the tools this task can use (``tools=False`` turns them off)
 
-    def __init__(self, *, openings: str = "pair") -> None:
+    def __init__(self, *, openings: str = "operand", tools: bool = True) -> None:
         if openings not in OPENING_STYLES:
             raise UsageError(f"game24 openings must be one of {', '.join(OPENING_STYLES)}, got {openings!r}")
+        if not isinstance(tools, bool):
+            raise UsageError(f"game24 tools must be true or false, got {tools!r}")
         self.opening_style = openings
-        # After "a op b =" only a number is left to write: " 1728" is five tokens.
-        self.step_tokens = 8 if openings == "pair" else 16
+        self.tools = tools
+        if tools:
+            # The model writes the move and stops at "="; the calculator writes the rest.
+            self.step_stop = ("\n", "=", " (")
+            self.step_tokens = 10
+        else:
+            # After "a op b =" only a number is left to write: " 1728" is five tokens.
+            self.step_tokens = 8 if openings == "pair" else 16
 
     # -- states ----------------------------------------------------------------
     def root(self, question: str) -> State:
@@ -157,16 +176,18 @@ class Game24Task:
     def openings(self, state: State) -> list[str]:
         """How each sampled step starts; the model writes the rest.
 
-        - "pair" (default): "8 * 3 =": the search picks the operation, the model
-          computes the result and the calculator checks it. A 270M model left to pick
-          operands itself mostly repeats one pair, or names numbers that are not left.
-        - "operation": "8 *": the model picks the second operand too.
-        - "operand": "8": the model writes the whole operation.
-        - "none": the model writes the whole step.
+        - "operand" (default): "8": the model chooses the operation and the second
+          operand; the opening only spreads the samples over first operands.
+        - "operation": "8 *": the model picks the second operand.
+        - "pair": "8 * 3": pure enumeration. With the calculator on, the opening is the
+          whole move and no model is asked at all: the ceiling and the control, not
+          the product. With ``tools=False`` it is "8 * 3 =" and the model computes.
+        - "none": the model writes the whole step (the ToT protocol).
         """
         numbers = list(dict.fromkeys(state["left"]))
         if self.opening_style == "pair":
-            return _pair_openings(state["left"])
+            pairs = _pair_openings(state["left"])
+            return [p.removesuffix(" =") for p in pairs] if self.tools else pairs
         if self.opening_style == "operand":
             return numbers
         if self.opening_style == "operation":
@@ -184,12 +205,18 @@ class Game24Task:
         return steps
 
     def parse_step(self, question: str, state: State, text: str, *, verify: bool) -> Step | None:
-        match = _STEP.match(text.strip())
+        """The step ``text`` makes from ``state``, or None.
+
+        With the calculator on, ``text`` is a move, "8 * 3" (anything the model wrote
+        after "=" is ignored): the calculator computes the result. Without it the text
+        must give the result, "8 * 3 = 24", which the verifier checks if it is on.
+        """
+        match = (_MOVE if self.tools else _STEP).match(text.strip())
         if not match:
             return None
         try:
             a, b = parse_number(match["a"]), parse_number(match["b"])
-            claimed = parse_number(match["c"])
+            claimed = None if self.tools else parse_number(match["c"])
         except CalculatorError:
             return None
         op = _SYMBOL.get(match["op"], match["op"])
@@ -202,27 +229,36 @@ class Game24Task:
             i = left.index(wanted)
             picked.append(exprs.pop(i))
             left.pop(i)
-        if verify:
+        call = None
+        if self.tools or verify:
+            expression = f"({format_number(a)}) {op} ({format_number(b)})"
             try:
-                actual = evaluate(f"({format_number(a)}) {op} ({format_number(b)})")
+                actual = evaluate(expression)
             except CalculatorError:
-                return None
-            if actual != claimed:
-                return None
-        result = claimed
+                return None  # division by zero: no number comes of it
+            if claimed is not None and actual != claimed:
+                return None  # the model's own arithmetic is wrong
+            if self.tools:
+                call = {"tool": "calculator", "input": f"{format_number(a)} {op} {format_number(b)}",
+                        "output": format_number(actual)}
+            result = actual
+        else:
+            assert claimed is not None
+            result = claimed
         pairs = sorted(zip(left + [result], exprs + [f"({picked[0]} {op} {picked[1]})"]), key=lambda p: p[0])
         new_left = [format_number(n) for n, _ in pairs]
         thought = f"{format_number(a)} {op} {format_number(b)} = {format_number(result)} (left: {' '.join(new_left)})"
         state = {"steps": [*state["steps"], thought], "left": new_left, "exprs": [e for _, e in pairs]}
-        return Step(thought, state, _move(a, op, b))
+        return Step(thought, state, _move(a, op, b), (call,) if call else ())
 
     def moves(self, state: State, *, verify: bool) -> list[str] | None:
         """Every legal "a op b" from ``state`` (as the pair openings list them).
 
-        Only a verified step has one right result per move; without the verifier a
-        move can give any number of different children, so none is ever the last.
+        Only a computed or verified step has one right result per move; with neither
+        the calculator nor the verifier, a move can give any number of different
+        children, so none is ever the last.
         """
-        if not verify:
+        if not (verify or self.tools):
             return None
         return [opening.removesuffix(" =") for opening in _pair_openings(state["left"])]
 
