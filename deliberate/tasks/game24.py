@@ -86,7 +86,7 @@ _STEP = re.compile(
 # model's own "= ..." (which is ignored), but no further operation.
 _MOVE = re.compile(
     rf"^\s*(?:step\s*\d*[:.)]\s*)?(?P<a>{_OPERAND})\s*(?P<op>[-+*/×x÷−])\s*(?P<b>{_OPERAND})\s*(?:=.*)?$",
-    re.IGNORECASE,
+    re.IGNORECASE | re.DOTALL,
 )
 _SYMBOL = {"×": "*", "x": "*", "X": "*", "÷": "/", "−": "-"}
 
