@@ -60,7 +60,7 @@ class SearchConfig:
     tools: bool = True  # let the task's tools (the calculator) compute parts of a step
     # After this many expansions of a state in a row that found no new move, the
     # search adds missing moves itself where a tool can complete them ("enumerated").
-    enumerate_after: int = 2
+    enumerate_after: int = 1
 
 
 @dataclass
@@ -211,8 +211,11 @@ class Search:
         for node in expanded:
             attrs = self.graph[node]
             attrs["expansions"] += 1
-            # Asks that found no new move count towards enumerating the missing ones.
-            attrs["stale"] = 0 if len(attrs["moves_done"]) > known[node] else attrs["stale"] + 1
+            # Asks that found (almost) no new move count towards enumerating the missing
+            # ones: a model that mostly repeats moves it gave has stopped finding new ones.
+            asked_now = sum(p.request.n for p in plans if p.node == node and p.request is not None)
+            found_now = len(attrs["moves_done"]) - known[node]
+            attrs["stale"] = 0 if found_now >= max(1, asked_now // 4) else attrs["stale"] + 1
             if self.graph.status(node) == "open":
                 self.graph.set_status(node, "expanded")
         self.stats.expansions += len(expanded)
@@ -282,8 +285,16 @@ class Search:
             # a move that gave its step is no longer pending).
             openings = sorted(openings, key=lambda o: attrs["asks"].get(o, 0))
             start = 0
+        if moves is not None and not rollout:
+            # No more samples under an opening than it has moves missing: the rest
+            # could only repeat a move already asked for.
+            missing = [m for m in moves if m not in set(attrs["moves_done"])]
+            room = {o: _covered(o, missing) for o in openings}
+        else:
+            room = {}
         plans = []
         for j, (opening, n) in enumerate(_spread(k, openings, start)):
+            n = max(1, min(n, room.get(opening, n)))
             whole = self._complete(state, opening)
             if whole is not None:  # the opening is a whole move and a tool writes the rest
                 plans.append(_Plan(listing, node, opening, None, False, (whole,)))
@@ -649,6 +660,12 @@ class _Plan:
 class _Expansion:
     children: list[list[int]]  # per listing: the new children
     merges: list[list[int]]  # per listing: existing nodes that samples reached again
+
+
+def _covered(opening: str, moves: Sequence[str]) -> int:
+    """How many of ``moves`` the opening is a word-prefix of (see ``pending_openings``)."""
+    head = opening.removesuffix("=").strip()
+    return sum(1 for m in moves if not head or m == head or m.startswith(head + " "))
 
 
 def _spread(k: int, openings: Sequence[str], start: int) -> list[tuple[str, int]]:

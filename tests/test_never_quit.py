@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from conftest import Game24Responder, WatchedClock, can_make_24, game24_answer_ok, game24_scorer, think_guarded
 from deliberate.backends.scripted import ScriptedBackend
-from deliberate.search import FINAL
+from deliberate.search import FINAL, SearchConfig
 from deliberate.tasks import make_task
 
 TREE_STRATEGIES = ["bfs", "dfs", "beam", "mcts"]
@@ -147,7 +147,7 @@ def test_moves_the_model_never_proposes_are_enumerated_once_its_asks_stop_findin
     # ``enumerate_after`` expansions found nothing new.
     expands = [e for e in result.trace["events"] if e["type"] == "expand" and 0 in e["nodes"]]
     first = next(i for i, e in enumerate(expands) if e["enumerated"])
-    assert first >= 2 and all(e["tokens"] > 0 for e in expands[:first])
+    assert first >= SearchConfig().enumerate_after >= 1 and all(e["tokens"] > 0 for e in expands[:first])
     assert asked and all(re.fullmatch(r"\d+(/\d+)?", line) for line in asked)  # a first operand, no more
     tools = [e for e in result.trace["events"] if e["type"] == "tool"]
     assert tools and all(e["tool"] == "calculator" for e in tools)
@@ -170,3 +170,18 @@ def test_without_tools_no_move_is_enumerated():
     result = think_guarded("6 6 6 6", backend, task="game24", strategy="bfs", think=5, tools=False)
     assert result.answer is None and len(result.graph) == 1  # the model computed wrong every time
     assert result.stats.stop_reason == "deadline"
+
+
+def test_an_opening_is_asked_no_more_samples_than_it_has_moves_missing():
+    sizes: list[tuple[str, int]] = []
+
+    def record(prompt, request, seed):
+        sizes.append((prompt[prompt.rfind("\n") + 1 :], request.n))
+        return " * 6 =\n"
+
+    backend = ScriptedBackend(record, scores=game24_scorer, clock=WatchedClock())
+    think_guarded("6 6 6 6", backend, task="game24", strategy="bfs", think=5, seed=0, options={"k": 8})
+    # The root's one opening, "6", covers four moves (6 * 6, 6 + 6, 6 - 6, 6 / 6): eight
+    # samples of it could only repeat moves.
+    assert sizes[0] == ("6", 4)
+    assert all(n <= 4 for line, n in sizes if line == "6")
