@@ -284,3 +284,49 @@ def bench_serve(
         except OSError as exc:
             raise DeliberateError(f"cannot write {out}: {exc.strerror or exc}") from exc
     typer.echo(json.dumps(result) if json_out else serve_bench.report(result))
+
+
+# -- deliberate bench judge ----------------------------------------------------------------
+@bench_app.command("judge")
+def bench_judge(
+    task: str = typer.Argument(..., help="Dataset kind: game24 (the only kind with exact ground truth for states)."),
+    data: Path = typer.Option(..., "--data", help="The dataset's folder or file (e.g. ../shared/datasets/game24)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Run at most this many items", show_default="all"),
+    start: int = typer.Option(0, "--start", help="Skip this many items first."),
+    think: str = typer.Option("5s", "--think", "-t", help="Thinking time of each collecting search."),
+    strategy: str = typer.Option("bfs", "--strategy", "-s", help="Strategy of the collecting searches."),
+    evaluator: str = typer.Option("both", "--evaluator", help="value, vote or both."),
+    states: int = typer.Option(200, "--states", min=1, help="Collect this many distinct states, then stop."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the searches and the bootstrap."),
+    resamples: int = typer.Option(1000, "--resamples", min=100, help="Bootstrap resamples per interval."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path or http(s)://host:port/v1", show_default="the embedded model"),
+    out: Path = typer.Option(Path("results/judge.json"), "--out", help="Write the summary, every state included, as JSON here."),
+    save: bool = typer.Option(False, "--save", help="Also save the AUCs as this model's judge profile for the task."),
+) -> None:
+    """How well the model's judge separates states that can still succeed from states that cannot (ROC AUC)."""
+    from rich.console import Console
+
+    from deliberate import profiles
+    from deliberate.benchmarks import judge
+
+    console = Console(stderr=True)
+    evaluators = judge.parse_evaluators(evaluator)
+    judge.check_supported(task)
+    out = judge.prepare_out(out)
+    if save:
+        profiles.read_profiles()  # a broken profile file fails now, not after the measurement
+    progress = judge.ProgressBar(console)
+    try:
+        result = judge.measure(
+            task, data, model=model, limit=limit, start=start, think=think, strategy=strategy,
+            evaluators=evaluators, states=states, seed=seed, resamples=resamples, need_sha256=save,
+            on_progress=progress.update,
+        )
+    finally:
+        progress.close()
+    judge.write_result(out, result)
+    console.print(judge.render(result))
+    typer.echo(f"wrote {out}", err=True)
+    if save:
+        where = profiles.save_profile(result["model_sha256"], result["task"], judge.profile_entries(result))
+        typer.echo(f"saved the judge profile of {result['model']} on {result['task']} to {where}", err=True)
