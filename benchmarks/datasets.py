@@ -11,6 +11,10 @@ malformed answer is simply wrong. ``DatasetError`` is for files, not answers.
     prontoqa  345hop_random_true.json (exampleN)            generic
     bbh       bbh/<task>.json, or a folder of them          generic
     generic   any JSONL with question and answer            generic
+
+Each kind is a ``Dataset`` (how to find its file, read it and score an answer) found by
+name in the ``deliberate.datasets`` entry-point group, so a plugin can add a kind (see
+``deliberate.plugins``); the six above are the built-ins.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 
 from deliberate.calculator import evaluate, normalize, parse_number
 from deliberate.errors import CalculatorError, DatasetError, UsageError
+from deliberate.plugins import DATASETS
 
 
 @dataclass(frozen=True)
@@ -37,39 +42,60 @@ class Item:
     task: str  # the deliberate task that solves it: game24, math or generic
 
 
+# The built-in kinds and the task that solves each one's items.
 TASKS = {
     "game24": "game24", "gsm8k": "math", "math500": "generic",  # math500 answers are often not plain numbers
     "prontoqa": "generic", "bbh": "generic", "generic": "generic",
 }
 KINDS = tuple(TASKS)
-# The file to read when a folder is given.
-_DEFAULT_FILE = {
-    "game24": "24.csv", "gsm8k": "test.jsonl", "math500": "test.jsonl", "prontoqa": "345hop_random_true.json",
-}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset kind: where its file is in a folder, how to read it, how to score an answer.
+
+    ``read`` turns the file (or the folder, when ``folders``) into ``Item``s and raises
+    ``DatasetError`` for a malformed one; ``correct(answer, gold)`` never raises.
+    """
+
+    read: Callable[[Path], list[Item]]
+    correct: Callable[[str, str], bool]
+    default_file: str | None = None  # the file to read when a folder is given
+    pattern: str = "*.jsonl"  # else the folder's one file that matches this
+    folders: bool = False  # read takes a folder as it is
+
+
+def dataset(kind: str) -> Dataset:
+    """The ``Dataset`` for ``kind``: a built-in or a plugin's; ``DatasetError`` if unknown."""
+    return DATASETS.load(kind)
+
+
+def kinds() -> list[str]:
+    """Every dataset kind: the built-ins, then plugins'."""
+    return DATASETS.names()
 
 
 def load(kind: str, path: str | Path, *, start: int = 0, limit: int | None = None) -> list[Item]:
     """Items ``start`` to ``start + limit`` of a dataset; ``path`` is its folder or file."""
-    if kind not in TASKS:
-        raise DatasetError(f"unknown dataset kind {kind!r} (kinds: {', '.join(KINDS)})")
+    found = dataset(kind)
     if start < 0 or (limit is not None and limit < 0):
         raise UsageError(f"start and limit must not be negative, got start={start}, limit={limit}")
-    items = _LOADERS[kind](_resolve(kind, Path(path).expanduser()))
+    items = found.read(_resolve(kind, found, Path(path).expanduser()))
     return items[start : None if limit is None else start + limit]
 
 
-def _resolve(kind: str, path: Path) -> Path:
+def _resolve(kind: str, found: Dataset, path: Path) -> Path:
     if not path.exists():
         raise DatasetError(f"{kind} dataset not found: {path}")
-    if path.is_file() or kind == "bbh":
+    if path.is_file() or found.folders:
         return path
-    if kind in _DEFAULT_FILE and (path / _DEFAULT_FILE[kind]).is_file():
-        return path / _DEFAULT_FILE[kind]
-    found = sorted(path.glob("*.jsonl" if kind != "prontoqa" else "*.json"))
-    if len(found) != 1:
-        wanted = _DEFAULT_FILE.get(kind, "one .jsonl file")
+    if found.default_file and (path / found.default_file).is_file():
+        return path / found.default_file
+    matches = sorted(path.glob(found.pattern))
+    if len(matches) != 1:
+        wanted = found.default_file or f"one {found.pattern.removeprefix('*')} file"
         raise DatasetError(f"{kind} dataset folder {path} has no {wanted}; pass the file itself")
-    return found[0]
+    return matches[0]
 
 
 def _read_text(path: Path) -> str:
@@ -193,21 +219,15 @@ def _generic(path: Path) -> list[Item]:
     return items
 
 
-_LOADERS: dict[str, Callable[[Path], list[Item]]] = {
-    "game24": _game24, "gsm8k": _gsm8k, "math500": _math500, "prontoqa": _prontoqa, "bbh": _bbh, "generic": _generic,
-}
-
-
 # -- scoring -------------------------------------------------------------------------
 
 
 def score(kind: str, answer: str | None, item: Item) -> bool:
     """Whether ``answer`` is right for ``item``, by the dataset's own rule."""
-    if kind not in _SCORERS:
-        raise DatasetError(f"unknown dataset kind {kind!r} (kinds: {', '.join(KINDS)})")
+    found = dataset(kind)
     if answer is None or not str(answer).strip():
         return False
-    return _SCORERS[kind](str(answer), item.gold)
+    return found.correct(str(answer), item.gold)
 
 
 def game24_correct(answer: str, puzzle: str) -> bool:
@@ -334,7 +354,12 @@ def math_equal(answer: str, gold: str) -> bool:
     x, y = _math_number(a), _math_number(g)
     return x is not None and x == y
 
-_SCORERS: dict[str, Callable[[str, str], bool]] = {
-    "game24": game24_correct, "gsm8k": _gsm8k_correct, "math500": math_equal,
-    "prontoqa": _prontoqa_correct, "bbh": _bbh_correct, "generic": _generic_correct,
-}
+
+# -- the built-in kinds, as the deliberate.datasets entry points name them ---------------
+
+GAME24 = Dataset(_game24, game24_correct, default_file="24.csv")
+GSM8K = Dataset(_gsm8k, _gsm8k_correct, default_file="test.jsonl")
+MATH500 = Dataset(_math500, math_equal, default_file="test.jsonl")
+PRONTOQA = Dataset(_prontoqa, _prontoqa_correct, default_file="345hop_random_true.json", pattern="*.json")
+BBH = Dataset(_bbh, _bbh_correct, folders=True)
+GENERIC = Dataset(_generic, _generic_correct)

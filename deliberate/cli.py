@@ -245,6 +245,19 @@ def serve(
     server.run(sockets=[sock])
 
 
+@app.command("plugins")
+def plugins_list() -> None:
+    """List the strategies, tasks, backends and datasets, built-in and from plugins, and where each comes from.
+
+    A plugin that cannot be used (an import error, the wrong kind of object, a name
+    another plugin or a built-in already has) is marked with "!" and the reason.
+    """
+    from deliberate import plugins
+
+    for line in plugins.report_lines():
+        typer.echo(line)
+
+
 class _Progress:
     """A live status line on stderr, fed by search events."""
 

@@ -1,39 +1,31 @@
-"""Search strategies, found by name. Adding one means one file and one line here.
+"""Search strategies, found by name. Adding one means one file and one entry point.
 
 A strategy only decides which node to expand, evaluate, prune or roll out next. It
 never formats prompts, parses text or reads the clock: the ``Search`` does that.
-Modules are imported only when their strategy is asked for.
+
+The names come from the ``deliberate.strategies`` entry-point group: the built-ins
+(declared in pyproject.toml, and in ``deliberate.plugins.BUILTINS``) and any installed
+plugin's (see ``deliberate.plugins``). A module is imported only when its strategy is
+asked for.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from deliberate.errors import UnknownNameError
 from deliberate.options import parse_options
-
-REGISTRY: dict[str, str] = {
-    "cot": "deliberate.strategies.cot:ChainOfThought",
-    "best-of-n": "deliberate.strategies.best_of_n:BestOfN",
-    "self-consistency": "deliberate.strategies.self_consistency:SelfConsistency",
-    "bfs": "deliberate.strategies.bfs:BreadthFirst",
-    "dfs": "deliberate.strategies.dfs:DepthFirst",
-    "beam": "deliberate.strategies.beam:Beam",
-    "mcts": "deliberate.strategies.mcts:MonteCarlo",
-}
+from deliberate.plugins import STRATEGIES
 
 
 def names() -> list[str]:
-    return list(REGISTRY)
+    """Every strategy's name: the built-ins in their usual order, then plugins'."""
+    return STRATEGIES.names()
 
 
 def load(name: str) -> type:
-    if name not in REGISTRY:
-        raise UnknownNameError(f"unknown strategy {name!r} (strategies: {', '.join(REGISTRY)})")
-    module, _, attr = REGISTRY[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    """The strategy class ``name``; ``UnknownNameError`` lists the known ones."""
+    return STRATEGIES.load(name)
 
 
 def make(name: str, options: Mapping[str, Any] | Iterable[str] | None = None) -> Any:

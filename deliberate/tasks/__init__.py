@@ -1,23 +1,28 @@
-"""Built-in tasks, found by name (``--task``). Adding one means one file and one line here."""
+"""Tasks, found by name (``--task``). Adding one means one file and one entry point.
+
+The names come from the ``deliberate.tasks`` entry-point group: the built-ins
+(``generic``, ``game24``, ``math``, declared in pyproject.toml and in
+``deliberate.plugins.BUILTINS``) and any installed plugin's (see ``deliberate.plugins``).
+A task's module is imported only when the task is made, except Game of 24's, whose
+phrasing ``detect`` reads.
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from deliberate.errors import UnknownNameError, UsageError
+from deliberate.errors import UsageError
+from deliberate.plugins import TASKS
 from deliberate.tasks.base import Prompt, State, Step, Task
-from deliberate.tasks.game24 import PHRASING, Game24Task
-from deliberate.tasks.generic import GenericTask
-from deliberate.tasks.math import MathTask
+from deliberate.tasks.game24 import PHRASING
 
 __all__ = ["Prompt", "State", "Step", "Task", "detect", "make_task", "names"]
 
-REGISTRY: dict[str, type] = {"generic": GenericTask, "game24": Game24Task, "math": MathTask}
-
 
 def names() -> list[str]:
-    return list(REGISTRY)
+    """Every task's name: the built-ins, then plugins'."""
+    return TASKS.names()
 
 
 # A question that is nothing but four numbers, such as "4 9 10 13" or "1, 1, 11, 11",
@@ -44,9 +49,7 @@ def make_task(name: str | Task, *, tools: bool = True, **options: Any) -> Task:
     """The task ``name`` with its ``options``; ``tools`` reaches a task that has tools."""
     if not isinstance(name, str):
         return name  # already a task object
-    if name not in REGISTRY:
-        raise UnknownNameError(f"unknown task {name!r} (tasks: {', '.join(REGISTRY)})")
-    cls = REGISTRY[name]
+    cls = TASKS.load(name)  # UnknownNameError lists the known ones; PluginError if broken
     if getattr(cls, "tool_names", ()):
         options["tools"] = tools
     try:
