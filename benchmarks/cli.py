@@ -76,7 +76,7 @@ def bench_run(
     trace_dir: Optional[Path] = typer.Option(None, "--trace-dir", help="Write each search's trace into this folder."),
     opt: list[str] = typer.Option([], "--opt", "-o", help="Strategy option key=value (repeatable)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary table."),
-    evaluator: Optional[str] = typer.Option(None, "--evaluator", help="value, vote, or none (no model judge: every state 0.5).", show_default="value"),
+    evaluator: Optional[str] = typer.Option(None, "--evaluator", help="auto, value, vote, or none (no model judge: every state 0.5).", show_default="auto"),
     mode: Optional[str] = typer.Option(None, "--mode", help="propose or sample", show_default="the task's choice"),
     task_opt: list[str] = typer.Option([], "--task-opt", help="Task option key=value (repeatable), e.g. openings=none."),
     no_tools: bool = typer.Option(False, "--no-tools", help="Turn the task's tools off (the model computes; for ablations)."),

@@ -91,8 +91,10 @@ def think(
     the embedded model. A backend object is left open; one opened here is closed
     before returning. ``max_nodes`` bounds the graph instead of (or as well as) the
     clock; ``think=None`` (or ``"none"``) means no time limit. ``verifier`` (default
-    True), ``evaluator`` ("value", "vote", or "none": no model judge, every state
-    counts as 0.5), ``mode`` ("propose" or "sample"; default:
+    True), ``evaluator`` ("auto", the default: the value judge only where this model's
+    judge profile from ``deliberate bench judge --save`` shows it separates good states
+    from bad, and everywhere when there is no profile; "value"; "vote"; or "none": no
+    model judge, every state counts as 0.5), ``mode`` ("propose" or "sample"; default:
     the task's choice), ``chat`` (default False) and ``tools`` (default True: the
     task's tools, such as Game of 24's calculator, compute what they can) shape the search; ``reserve`` is
     the share of the budget kept for the greedy finish (default 0.1).
@@ -190,9 +192,9 @@ def _prepare(settings: dict[str, Any], think: float | str | None, trace: Any, re
         raise DurationError("give a thinking time, a node budget (max_nodes), or both")
     if max_nodes is not None and max_nodes < 1:
         raise UsageError(f"max_nodes must be at least 1, got {max_nodes}")
-    evaluator = settings["evaluator"] or "value"
-    if evaluator not in ("value", "vote", "none"):
-        raise UsageError(f"evaluator must be 'value', 'vote' or 'none', got {evaluator!r}")
+    evaluator = settings["evaluator"] or "auto"
+    if evaluator not in ("auto", "value", "vote", "none"):
+        raise UsageError(f"evaluator must be 'auto', 'value', 'vote' or 'none', got {evaluator!r}")
     if settings["mode"] not in (None, "propose", "sample"):
         raise UsageError(f"mode must be 'propose' or 'sample', got {settings['mode']!r}")
     if reserve is not None and not 0.0 <= reserve < 1.0:
@@ -257,6 +259,7 @@ def _run(
         events=list(previous["events"]) if previous else None,
         elapsed_before=previous["meta"]["timings"]["thinking_seconds"] if previous else 0.0,
     )
+    evaluator = _choose_judge(plan, backend, search) if plan.config.evaluator == "auto" else None
     started = search.elapsed()
     reason = _search(plan, search, own)
     best = search.best_terminal()
@@ -293,6 +296,9 @@ def _run(
         "answer_node": best,
         "stats": dataclasses.asdict(stats),
     }
+    if evaluator is not None:
+        evaluator["depths"] = {str(e["depth"]): {"judge": e["judge"], "why": e["why"]} for e in search.events if e["type"] == "evaluator"}
+        meta["evaluator"] = evaluator
     if previous is not None:
         meta["resumed"] = {
             "thinking_seconds_before": previous["meta"]["timings"]["thinking_seconds"],
@@ -330,6 +336,21 @@ def _search(plan: _Plan, search: Search, deadline: Deadline) -> str:
     if deadline.cancelled:
         reason = "interrupted"
     return reason
+
+
+def _choose_judge(plan: _Plan, backend: Backend, search: Search) -> dict[str, Any]:
+    """For ``evaluator="auto"``: read this model's judge profile for the task and let it
+    decide, per depth, whether the judge is asked. What it found goes into the trace."""
+    from deliberate.profiles import judge_worth_asking, load_profile, profiles_path
+
+    path = getattr(getattr(backend, "model", None), "path", None)
+    if not isinstance(path, Path):
+        return {"setting": "auto", "profile": None, "why": "the model has no file to key a judge profile by"}
+    profile = load_profile(model_hash(path), plan.task.name)
+    search.judge_policy = lambda depth: judge_worth_asking(profile, depth, "value")
+    where = str(profiles_path())
+    return {"setting": "auto", "profile": where if profile else None,
+            "why": "judge profile found" if profile else "no judge profile for this model and task: judging everywhere"}
 
 
 def _model_meta(backend: Backend, model: Any) -> dict[str, Any]:

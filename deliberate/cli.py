@@ -49,7 +49,7 @@ def solve(
     opt: list[str] = typer.Option([], "--opt", "-o", help="Strategy option key=value (repeatable)."),
     max_nodes: Optional[int] = typer.Option(None, "--max-nodes", help="Stop after this many graph nodes (deterministic budget)."),
     verifier: Optional[bool] = typer.Option(None, "--verifier/--no-verifier", help="Check arithmetic and answers with the calculator, or judge states by the model alone.", show_default="--verifier"),
-    evaluator: Optional[str] = typer.Option(None, "--evaluator", help="value (label log-probabilities), vote, or none (no model judge).", show_default="value"),
+    evaluator: Optional[str] = typer.Option(None, "--evaluator", help="auto (value where the judge profile says it helps), value (label log-probabilities), vote, or none (no model judge).", show_default="auto"),
     task_opt: list[str] = typer.Option([], "--task-opt", help="Task option key=value (repeatable), e.g. openings=none."),
     mode: Optional[str] = typer.Option(None, "--mode", help="propose or sample", show_default="the task's choice"),
     chat: Optional[bool] = typer.Option(None, "--chat/--no-chat", help="Render prompts with the model's chat template.", show_default="--no-chat"),

@@ -11,7 +11,8 @@
     │   └── ServerError             an OpenAI-compatible server cannot be used
     ├── CalculatorError             an arithmetic expression was rejected
     ├── TraceError                  a trace file cannot be read or written
-    └── DatasetError                a benchmark dataset is missing or malformed
+    ├── DatasetError                a benchmark dataset (or judge profile) is missing or malformed
+    └── PluginError                 an installed plugin fails to import or is the wrong kind
 
 Lower-level errors (llama.cpp, HTTP, the file system) are translated into these at
 the boundary where they happen, with ``raise ... from exc``. The CLI prints
@@ -67,3 +68,7 @@ class TraceError(DeliberateError):
 
 class DatasetError(DeliberateError):
     pass
+
+
+class PluginError(DeliberateError):
+    """A plugin that cannot be used: it fails to import, or is not what its group needs."""

@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from deliberate.errors import DatasetError, DeliberateError, UnknownNameError
+from deliberate.errors import DatasetError, DeliberateError, PluginError, UnknownNameError
 
 # The built-ins, name -> "module:attribute", in the order names() lists them. Keep in
 # step with [project.entry-points] in pyproject.toml (a test compares the two).
@@ -80,10 +80,6 @@ BUILTINS: dict[str, dict[str, str]] = {
 }
 
 OWN_DISTRIBUTION = "deliberate"
-
-
-class PluginError(DeliberateError):
-    """A plugin that cannot be used: it fails to import, or is not what its group needs."""
 
 
 def _entry_points(group: str) -> Iterable[Any]:

@@ -45,7 +45,9 @@ class StopSearch(Exception):
 @dataclass
 class SearchConfig:
     mode: Literal["propose", "sample"] | None = None  # None: the task's own preference
-    evaluator: Literal["value", "vote", "none"] = "value"  # none: the model never judges
+    # none: the model never judges; auto: value where the judge profile says the judge
+    # separates good states from bad at that depth (without a profile: value everywhere)
+    evaluator: Literal["value", "vote", "none", "auto"] = "value"
     verifier: bool = True  # let the task check arithmetic and final answers exactly
     temperature: float = 0.7
     top_k: int = 40
@@ -111,6 +113,9 @@ class Search:
         self.events: list[Event] = events if events is not None else []
         self._chat = backend.format_chat if self.config.chat else None
         self._barren = 0  # expansions in a row that added no node
+        # For evaluator "auto": depth -> (ask the judge?, why); None means ask, as "value".
+        self.judge_policy: Callable[[int], tuple[bool | None, str]] | None = None
+        self._judge_at: dict[int, bool] = {}
 
     # -- time --------------------------------------------------------------------
     def elapsed(self) -> float:
@@ -437,7 +442,9 @@ class Search:
         self.graph.add_value(node, 1.0 if verdict else 0.0, "verifier", None, self.elapsed())
         self.emit("verify", node=node, ok=verdict, answer=self.graph[node]["answer"])
 
-    def evaluate(self, nodes: Sequence[int], *, how: Literal["value", "vote", "none"] | None = None) -> list[float | None]:
+    def evaluate(
+        self, nodes: Sequence[int], *, how: Literal["value", "vote", "none", "auto"] | None = None
+    ) -> list[float | None]:
         """A value in [0, 1] for each node, batched into one model call; cached per state.
 
         Values share one scale whatever judged them: 1 is sure, 0 hopeless, 0.5 middling
@@ -449,6 +456,9 @@ class Search:
         if how == "none":  # no judge: every unverified state stays unjudged (0.5 when ranked)
             return [self.graph.value(n) for n in nodes]
         pending = [n for n in dict.fromkeys(nodes) if not self._has_value(n)]
+        if how == "auto":  # ask only at depths where the judge was measured to help
+            pending = [n for n in pending if self._worth_judging(self.graph.depth(n))]
+            how = "value"
         try:
             if how == "vote":
                 pending = self._vote(pending)
@@ -457,6 +467,15 @@ class Search:
         except ContextOverflowError as error:
             self.emit("evaluate", source=how, nodes=[], values=[], error=str(error))
         return [self.graph.value(n) for n in nodes]
+
+    def _worth_judging(self, depth: int) -> bool:
+        """For ``evaluator="auto"``: whether to ask the judge at ``depth``, decided once
+        per depth and recorded as an "evaluator" event with the reason."""
+        if depth not in self._judge_at:
+            asked, why = self.judge_policy(depth) if self.judge_policy else (None, "no judge profile")
+            self._judge_at[depth] = asked is not False
+            self.emit("evaluator", depth=depth, judge=self._judge_at[depth], why=why)
+        return self._judge_at[depth]
 
     def _has_value(self, node: int) -> bool:
         return any(v["source"] in ("value", "vote", "verifier") for v in self.graph[node]["values"])
