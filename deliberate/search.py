@@ -23,7 +23,7 @@ from deliberate.backends.base import Backend, GenerateRequest, Sample, derive_se
 from deliberate.clock import Deadline
 from deliberate.errors import ContextOverflowError
 from deliberate.graph import ROOT, ThoughtGraph
-from deliberate.tasks.base import Step, Task, label_probs, label_value, pending_openings, vote_labels
+from deliberate.tasks.base import Step, Task, covers, label_probs, label_value, pending_openings, vote_labels
 
 Event = dict[str, Any]
 OPEN = ("open", "expanded")
@@ -294,7 +294,7 @@ class Search:
             # No more samples under an opening than it has moves missing: the rest
             # could only repeat a move already asked for.
             missing = [m for m in moves if m not in set(attrs["moves_done"])]
-            room = {o: _covered(o, missing) for o in openings}
+            room = {o: sum(covers(o, m) for m in missing) for o in openings}
         else:
             room = {}
         plans = []
@@ -679,12 +679,6 @@ class _Plan:
 class _Expansion:
     children: list[list[int]]  # per listing: the new children
     merges: list[list[int]]  # per listing: existing nodes that samples reached again
-
-
-def _covered(opening: str, moves: Sequence[str]) -> int:
-    """How many of ``moves`` the opening is a word-prefix of (see ``pending_openings``)."""
-    head = opening.removesuffix("=").strip()
-    return sum(1 for m in moves if not head or m == head or m.startswith(head + " "))
 
 
 def _spread(k: int, openings: Sequence[str], start: int) -> list[tuple[str, int]]:

@@ -115,12 +115,13 @@ def pending_openings(openings: Sequence[str], moves: Sequence[str], done: Sequen
     empty opening covers every move, and "8 * 3 =" covers "8 * 3".
     """
     left = [m for m in moves if m not in set(done)]
-    pending = []
-    for opening in openings:
-        head = opening.removesuffix("=").strip()
-        if any(not head or m == head or m.startswith(head + " ") for m in left):
-            pending.append(opening)
-    return pending
+    return [opening for opening in openings if any(covers(opening, m) for m in left)]
+
+
+def covers(opening: str, move: str) -> bool:
+    """Whether ``move`` can follow ``opening``: the opening is a word-prefix of it."""
+    head = opening.removesuffix("=").strip()
+    return not head or move == head or move.startswith(head + " ")
 
 
 def vote_labels(count: int) -> list[str]:
