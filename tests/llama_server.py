@@ -67,7 +67,8 @@ class LlamaServer:
         if self.process is not None and self.process.poll() is None:
             return self
         command = [
-            sys.executable, "-m", "llama_cpp.server",
+            # llama_cpp.server, loading its weights as deliberate does (AMX-safe).
+            sys.executable, "-c", "from deliberate.backends.llama_model import run_llama_cpp_server as r; r()",
             "--model", str(self.model),
             "--host", HOST,
             "--port", str(self.port),

@@ -13,6 +13,8 @@ import logging
 import os
 import re
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,43 @@ def physical_cores() -> int:
     return max(1, min(count or available or 1, available or 1))
 
 
+def amx_build() -> bool:
+    """Whether this llama.cpp build uses AMX matrix kernels on this CPU."""
+    _init_once()
+    return b"AMX_INT8 = 1" in (lc.llama_print_system_info() or b"")
+
+
+@contextmanager
+def llama_class_kernels(extra_bufts: bool | None = None) -> Iterator[None]:
+    """While active, llama-cpp-python's own ``Llama`` class loads weights as
+    ``LoadedModel`` does: without extra buffer types where the build uses AMX (or where
+    ``extra_bufts`` is False). For baselines and servers run beside the engine."""
+    import llama_cpp.llama_cpp as low
+
+    default = low.llama_model_default_params
+    if extra_bufts is None:
+        extra_bufts = not amx_build() or os.environ.get("DELIBERATE_ALLOW_AMX") == "1"
+
+    def params() -> Any:
+        value = default()
+        value.use_extra_bufts = value.use_extra_bufts and extra_bufts
+        return value
+
+    low.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        low.llama_model_default_params = default
+
+
+def run_llama_cpp_server() -> None:
+    """``python -m llama_cpp.server`` (arguments from ``sys.argv``), AMX-safe as above."""
+    import runpy
+
+    with llama_class_kernels():
+        runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+
+
 class LoadedModel:
     """A llama.cpp model and its vocabulary: tokenize, detokenize, metadata."""
 
@@ -71,7 +110,12 @@ class LoadedModel:
         # (prefill most of all). Those kernels round differently with the number of rows
         # in a batch, so without repacking a sequence's greedy tokens no longer depend on
         # what else shares its batch.
-        params.use_extra_bufts = repack
+        # On CPUs with AMX (Sapphire Rapids and later), a native build puts Q4_K weights
+        # in llama.cpp's AMX buffers, whose matrix product segfaults on the first decode
+        # (ggml-org/llama.cpp#20824). There every extra buffer type stays off, repacking
+        # with it: slower, never a crash. DELIBERATE_ALLOW_AMX=1 turns them back on.
+        self.extra_bufts = repack and (not amx_build() or os.environ.get("DELIBERATE_ALLOW_AMX") == "1")
+        params.use_extra_bufts = self.extra_bufts
         _recent.clear()
         self.ptr = lc.llama_model_load_from_file(str(self.path).encode(), params)
         if not self.ptr:
@@ -161,6 +205,7 @@ class LoadedModel:
             "architecture": self.metadata("general.architecture"),
             "n_params": int(lc.llama_model_n_params(self.ptr)),
             "n_ctx_train": self.n_ctx_train,
+            "extra_bufts": self.extra_bufts,  # repacked (and AMX) weights: see __init__
         }
 
     def close(self) -> None:
