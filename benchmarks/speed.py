@@ -10,13 +10,19 @@ node for ``levels`` levels, each child ``tokens`` long, always expanding the fir
   its prefix cache, prefill and sampling are all counted.
 - naive: ``Llama.create_completion`` called once per child, one sequence at a time.
   Its own prefix reuse still applies when consecutive prompts match.
+
+Then tool calls: GSM8K-style lines whose ``<<6*7=`` annotations the calculator
+completes, generated twice. In the engine's decode loop (``generate_with_tools``) a
+call costs the result's tokens of prefill; through continuation requests
+(``continue_after_tools``, the path a server backend takes) it costs two new
+requests, with whatever the prefix cache does not serve prefilled again.
 """
 
 from __future__ import annotations
 
 import time
-from statistics import median
 from dataclasses import dataclass
+from statistics import median
 from typing import Any
 
 PROMPT = (
@@ -49,7 +55,10 @@ def measure(model_path: str, shape: Shape, *, n_threads: int | None = None, repe
 
     backend = load()
     threads = backend.params["n_threads"]
-    llm = Llama(model_path=model_path, n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False)
+    from deliberate.backends.llama_model import llama_class_kernels
+
+    with llama_class_kernels(backend.model.extra_bufts):
+        llm = Llama(model_path=model_path, n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False)
     raws, engines, naives, saved = [], [], [], 0
     try:
         for round_ in range(repeat):
@@ -61,6 +70,7 @@ def measure(model_path: str, shape: Shape, *, n_threads: int | None = None, repe
             engines.append(rate)
             llm.reset()
             naives.append(_naive(llm, shape))
+        tools = tool_calls(backend, seed=shape.seed)
     finally:
         llm.close()
         backend.close()
@@ -77,7 +87,41 @@ def measure(model_path: str, shape: Shape, *, n_threads: int | None = None, repe
         "engine_vs_raw": round(engine / raw, 3),
         "engine_vs_naive": round(engine / naive, 3),
         "prefill_tokens_saved": saved,
+        "tool_calls": tools,
     }
+
+
+TOOL_QUESTION = "A baker makes 6 trays of 7 rolls and sells 30 of them. How many rolls are left?"
+
+
+def tool_calls(backend: Any, *, seed: int = 0, samples: int = 8, rounds: int = 3) -> dict[str, Any]:
+    """Prefill per calculator call, in the decode loop and through continuation requests.
+
+    Each round samples ``samples`` GSM8K-style steps (temperature 0.7) that the prompt
+    starts at an annotation; every call the model writes is counted.
+    """
+    from deliberate.backends.base import GenerateRequest, continue_after_tools
+    from deliberate.clock import Deadline
+    from deliberate.tasks.math import MathTask
+    from deliberate.tools import CALCULATOR
+
+    task = MathTask()
+    prompt = task.step_prompt(TOOL_QUESTION, task.root(TOOL_QUESTION)).render() + "Step: The baker makes 6 * 7 ="
+    found: dict[str, list[Any]] = {"inline": [], "continuation": []}
+    for round_ in range(rounds):
+        request = GenerateRequest(
+            prompt=prompt, n=samples, max_tokens=48, stop=("\n",), temperature=0.7, seed=seed + round_, tools=CALCULATOR
+        )
+        found["inline"] += [c for s in backend.generate_with_tools([request], Deadline.after(600.0))[0] for c in s.calls]
+        found["continuation"] += [c for s in continue_after_tools(backend, [request], Deadline.after(600.0))[0] for c in s.calls]
+    result: dict[str, Any] = {}
+    for path, calls in found.items():
+        result[path] = {
+            "calls": len(calls),
+            "median_prefill_per_call": median(c.prefill for c in calls) if calls else None,
+            "median_result_tokens": median(len(backend.model.tokenize(c.output, bos=False)) for c in calls) if calls else None,
+        }
+    return result
 
 
 def _raw(backend: Any, shape: Shape) -> float:
@@ -188,5 +232,10 @@ def report(result: dict[str, Any]) -> str:
             f"naive Llama.create_completion {result['naive_tok_s']:7.1f} tok/s   "
             f"engine is {result['engine_vs_naive']:.2f}x naive",
             f"prompt tokens the prefix cache saved: {result['prefill_tokens_saved']}",
+            *(
+                f"tool calls ({path}): {row['calls']}, median prefill per call {row['median_prefill_per_call']} tokens, "
+                f"median result {row['median_result_tokens']} tokens"
+                for path, row in result["tool_calls"].items()
+            ),
         ]
     )

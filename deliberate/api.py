@@ -41,6 +41,8 @@ class Stats:
     expansions: int
     evaluations: int
     merged: int
+    tool_calls: int = 0  # calls whose results are in the tree's steps
+    enumerated: int = 0  # children whose move the search listed rather than the model
 
 
 @dataclass
@@ -277,6 +279,8 @@ def _run(
         expansions=search.stats.expansions,
         evaluations=search.stats.evaluations,
         merged=search.stats.merged,
+        tool_calls=search.stats.tool_calls,
+        enumerated=search.stats.enumerated,
     )
     meta = {
         "deliberate": __version__,

@@ -16,13 +16,14 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from deliberate.backends.base import Backend, GenerateRequest, Sample, derive_seed
+from deliberate.backends.base import Backend, GenerateRequest, Sample, derive_seed, generate_with_tools
 from deliberate.clock import Deadline
 from deliberate.errors import ContextOverflowError
 from deliberate.graph import ROOT, ThoughtGraph
+from deliberate.tools import ToolCall, ToolSyntax
 from deliberate.tasks.base import Step, Task, covers, label_probs, label_value, pending_openings, vote_labels
 
 Event = dict[str, Any]
@@ -197,7 +198,7 @@ class Search:
         if not plans:
             return found
         requests = [p.request for p in plans if p.request is not None]
-        results = iter(self.backend.generate(requests, self._explore_deadline()) if requests else [])
+        results = iter(generate_with_tools(self.backend, requests, self._explore_deadline()) if requests else [])
         before = len(self.graph)
         expanded = list(dict.fromkeys(p.node for p in plans))
         known = {node: len(self.graph[node]["moves_done"]) for node in expanded}
@@ -353,7 +354,16 @@ class Search:
             top_p=self.config.top_p,
             seed=seed,
             special=self.config.chat,
+            tools=self._call_syntax,
         )
+
+    @property
+    def _call_syntax(self) -> ToolSyntax | None:
+        """The tool whose calls run inside generated text, when the task has one and
+        tools are on (``Task.call_syntax``)."""
+        if not self.config.tools or not getattr(self.task, "tools", False):
+            return None
+        return getattr(self.task, "call_syntax", None)
 
     def _add_children(self, plan: _Plan, samples: list[Sample], rollout: bool) -> tuple[list[int], list[int]]:
         """The new children the samples made, and the existing nodes they merged into."""
@@ -384,6 +394,8 @@ class Search:
             else:
                 step = self.task.parse_step(self.question, state, text, verify=verify)
                 steps = [step] if step is not None else []
+            if sample.calls:
+                steps = [_with_calls(step, sample.calls) for step in steps]
             if not steps:
                 self.stats.rejected += 1
             new, merged = self._add_steps(plan, steps, sample.completion_tokens // max(1, len(steps)), rollout)
@@ -679,6 +691,15 @@ class _Plan:
 class _Expansion:
     children: list[list[int]]  # per listing: the new children
     merges: list[list[int]]  # per listing: existing nodes that samples reached again
+
+
+def _with_calls(step: Step, calls: Sequence[ToolCall]) -> Step:
+    """``step`` with the tool calls whose text it holds (a sample's calls, made while
+    it was generated: a list of proposals gives each step its own)."""
+    mine = [c for c in calls if f"{c.input}" in step.thought and c.output in step.thought]
+    if not mine:
+        return step
+    return replace(step, calls=step.calls + tuple(c.record() for c in mine))
 
 
 def _spread(k: int, openings: Sequence[str], start: int) -> list[tuple[str, int]]:

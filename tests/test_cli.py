@@ -231,6 +231,10 @@ def test_bench_speed_json_reports_all_three_rates() -> None:
     assert result["engine_vs_naive"] == pytest.approx(result["engine_tok_s"] / result["naive_tok_s"], rel=0.02)
     # Level 2 extends level 1's prompt, so the prefix cache must have saved its tokens.
     assert result["prefill_tokens_saved"] > 0
+    # Tool calls: counted on both paths; in the decode loop a call costs the result and ">>".
+    inline, continuation = result["tool_calls"]["inline"], result["tool_calls"]["continuation"]
+    assert inline["calls"] > 0 and continuation["calls"] > 0, result["tool_calls"]
+    assert inline["median_prefill_per_call"] <= inline["median_result_tokens"] + 2
 
 
 def test_bench_speed_rejects_a_server_url() -> None:

@@ -25,6 +25,7 @@ from deliberate.backends.llama_model import LoadedModel, physical_cores
 from deliberate.backends.prefix_cache import PrefixCache
 from deliberate.clock import Deadline
 from deliberate.errors import BackendError, ContextOverflowError, ModelError
+from deliberate.tools import ToolCall
 
 MAX_SEQ = 256  # llama.cpp's LLAMA_MAX_SEQ
 MAX_CALL_SECONDS = 0.2  # the longest one prefill llama_decode may take, so a cancel is seen quickly
@@ -47,7 +48,10 @@ class _Branch:
     deadline: Any = None  # a Deadline (or _Sooner): this branch stops when it passes
     sampler: Any = None
     tokens: list[int] = field(default_factory=list)  # tokens whose KV is in the sequence
-    next_token: int | None = None  # sampled, not yet decoded
+    # Tokens to decode in the next step: the sampled token, and after a tool call the
+    # tool's result tokens too, all decoded in the same llama_decode (logits for the last).
+    pending: list[int] = field(default_factory=list)
+    calls: list[ToolCall] = field(default_factory=list)
     out: bytearray = field(default_factory=bytearray)
     generated: int = 0
     cached: int = 0
@@ -177,9 +181,23 @@ class LlamaBackend:
                 ri, si = branch.key
                 prompt_tokens = len(prompts[(requests[ri].prompt, requests[ri].special)])
                 results[ri][si] = Sample(
-                    branch.text, prompt_tokens, branch.generated, branch.finish or "deadline", branch.cached
+                    branch.text, prompt_tokens, branch.generated, branch.finish or "deadline", branch.cached,
+                    tuple(branch.calls),
                 )  # type: ignore[arg-type]
         return [[s for s in samples if s is not None] for samples in results]  # type: ignore[misc]
+
+    tools_inline = True  # generate runs each request's tool calls in its decode loop
+
+    def generate_with_tools(
+        self, requests: Sequence[GenerateRequest], deadline: Deadline, *, deadlines: Sequence[Deadline] | None = None
+    ) -> list[list[Sample]]:
+        """``generate``, whose branches run their requests' tool calls as they write them.
+
+        At a call's end marker the branch pauses for the tool (``_call_tool``); the
+        result and the close marker are decoded into the same sequence in the branch's
+        next step, beside the other branches' tokens: no prompt is prefilled again.
+        """
+        return self.generate(requests, deadline, deadlines=deadlines)
 
     def score_labels(
         self,
@@ -368,29 +386,64 @@ class LlamaBackend:
             branch.finish = "stop"
             branch.text = branch.out.decode("utf-8", errors="ignore")
             return
-        branch.out += self.model.piece(token)
+        piece = self.model.piece(token)
+        branch.out += piece
         branch.generated += 1
         text = branch.out.decode("utf-8", errors="ignore")
         branch.text, stopped = cut_at_stop(text, branch.request.stop)
+        feed = [token]
+        tools = branch.request.tools
+        if not stopped and tools is not None and len(branch.calls) < tools.max_calls:
+            found = tools.finished_call(text)
+            if found is not None:
+                feed = self._call_tool(branch, token, len(piece), text, found)
+                branch.text, stopped = cut_at_stop(branch.out.decode("utf-8", errors="ignore"), branch.request.stop)
         if stopped:
             branch.finish = "stop"
         elif branch.generated >= branch.request.max_tokens:
             branch.finish = "length"
-        elif len(branch.tokens) + 1 >= self.n_ctx_seq:
+        elif len(branch.tokens) + len(feed) >= self.n_ctx_seq:
             branch.finish = "context"
         else:
-            branch.next_token = token
+            branch.pending = feed
+
+    def _call_tool(self, branch: _Branch, token: int, size: int, text: str, found: tuple[str, int]) -> list[int]:
+        """Run the call ``text`` has just finished; the tokens to decode next.
+
+        The tool's result and close marker join the branch's text and are decoded after
+        the sampled token, in the same step. When the sampled token ran past the end
+        marker (the model began to write a result of its own), it is replaced by the
+        tokens of its text up to the marker.
+        """
+        tools = branch.request.tools
+        assert tools is not None
+        input_text, cut = found
+        call = tools.call(input_text)
+        written = tools.written(call)
+        if cut == len(text):
+            tail = self.model.tokenize(written, bos=False)
+            feed = [token, *tail]
+            branch.out += written.encode("utf-8")
+        else:
+            before = bytes(branch.out[: len(branch.out) - size])
+            start = len(before.decode("utf-8", errors="ignore"))
+            tail = self.model.tokenize(text[start:cut] + written, bos=False)
+            feed = tail
+            branch.out = bytearray(before + (text[start:cut] + written).encode("utf-8"))
+        branch.calls.append(ToolCall(call.tool, call.input, call.output, call.ok, prefill=len(tail)))
+        self.stats.prompt_tokens += len(tail)
+        return feed
 
     def _end_for_context(self, branch: _Branch) -> None:
         """End ``branch`` with reason "context" and free its cells; its text so far stays."""
         branch.finish = "context"
-        branch.next_token = None
+        branch.pending = []
         branch.tokens = []  # nothing worth caching: _settle frees the sequence
         lc.llama_memory_seq_rm(self.memory, branch.seq, -1, -1)
 
     def _decode_loop(self, branches: list[_Branch]) -> None:
         while True:
-            live = [b for b in branches if b.finish is None and b.next_token is not None]
+            live = [b for b in branches if b.finish is None and b.pending]
             # Do not start a step that would end after a branch's deadline: that branch
             # ends here, and the others decode on without it.
             for branch in live:
@@ -399,11 +452,21 @@ class LlamaBackend:
             live = [b for b in live if b.finish is None]
             if not live:
                 return
-            for i, branch in enumerate(live):
-                self._put(i, branch.next_token, len(branch.tokens), branch.seq, True)  # type: ignore[arg-type]
+            # One token per branch, and a tool's result after a call: as many branches as
+            # fit in n_batch step now, the rest in the next step.
+            stepping: list[tuple[_Branch, int]] = []
+            size = 0
+            for branch in live:
+                if stepping and size + len(branch.pending) > self.n_batch:
+                    break
+                for j, token in enumerate(branch.pending):
+                    last = j == len(branch.pending) - 1
+                    self._put(size, token, len(branch.tokens) + j, branch.seq, last)
+                    size += 1
+                stepping.append((branch, size - 1))
             started = time.perf_counter()
             try:
-                self._decode(len(live))
+                self._decode(size)
             except ContextOverflowError:
                 # The KV cache is full with nothing left to evict: the longest branch
                 # ends here, with a reason, and gives its cells to the others.
@@ -411,11 +474,11 @@ class LlamaBackend:
                 continue
             self._step_seconds = time.perf_counter() - started
             self.stats.decode_seconds += self._step_seconds
-            self.stats.completion_tokens += len(live)
-            for i, branch in enumerate(live):
-                branch.tokens.append(branch.next_token)  # type: ignore[arg-type]
-                branch.next_token = None
-                self._take(branch, lc.llama_sampler_sample(branch.sampler, self.ctx, i))
+            self.stats.completion_tokens += len(stepping)
+            for branch, index in stepping:
+                branch.tokens.extend(branch.pending)
+                branch.pending = []
+                self._take(branch, lc.llama_sampler_sample(branch.sampler, self.ctx, index))
 
     # -- prefill and scoring ---------------------------------------------------
     def _fill(self, jobs: list[tuple[int, list[int], Callable[[int], None]]], deadline: Deadline) -> list[_Feed]:

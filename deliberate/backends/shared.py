@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from deliberate.backends.base import Backend, GenerateRequest, Sample
+from deliberate.backends.base import Backend, GenerateRequest, Sample, continue_after_tools
 from deliberate.clock import Deadline
 from deliberate.errors import BackendError
 
@@ -81,6 +81,13 @@ class SharedBackend:
     # -- the protocol, called from any thread ------------------------------------------
     def generate(self, requests: Sequence[GenerateRequest], deadline: Deadline) -> list[list[Sample]]:
         return self._wait(_Call("generate", list(requests), deadline))
+
+    def generate_with_tools(self, requests: Sequence[GenerateRequest], deadline: Deadline) -> list[list[Sample]]:
+        """Tool calls run where the inner backend runs them: in its decode loop
+        (``tools_inline``), or else through continuation requests batched here."""
+        if getattr(self.inner, "tools_inline", False):
+            return self.generate(requests, deadline)
+        return continue_after_tools(self, requests, deadline)
 
     def score_labels(
         self, prompts: Sequence[str], labels: Sequence[str], deadline: Deadline, *, special: bool = False

@@ -1,7 +1,13 @@
 """Word problems with a numeric answer (GSM8K style), with every equation checked.
 
-Steps are reasoning lines, as in the generic task. With the verifier on, each
-``expression = number`` a step writes is recomputed by the safe calculator, and a
+Steps are reasoning lines, as in the generic task, written with GSM8K's calculator
+annotations: ``48 / 2 = <<48/2=24>>24 clips``. With the calculator tool on (the
+default) the model writes ``<<48/2=`` and the calculator writes ``24>>``, inside the
+generation (``deliberate.tools``); the model then goes on with the text. With
+``tools=False`` (``--no-tools``) the model writes the whole annotation itself.
+
+With the verifier on, each ``expression = number`` a step writes is recomputed by the
+safe calculator, a number written right after an annotation must be its result, and a
 step with wrong arithmetic is rejected before it enters the tree.
 """
 
@@ -13,19 +19,29 @@ from deliberate.calculator import evaluate, format_number, parse_number
 from deliberate.errors import CalculatorError
 from deliberate.tasks.base import State
 from deliberate.tasks.generic import GenericTask
+from deliberate.tools import CALCULATOR
 
+# Our own exemplars, in GSM8K's annotation style (its train set stays in ../shared).
 EXAMPLES = """Question: Mia buys 3 notebooks at $4 each and a pen for $2. How much does she spend?
-Step: The notebooks cost 3 * 4 = 12 dollars.
-Step: With the pen she spends 12 + 2 = 14 dollars.
+Step: The notebooks cost 3 * 4 = <<3*4=12>>12 dollars.
+Step: With the pen she spends 12 + 2 = <<12+2=14>>14 dollars.
 Answer: 14
 
 Question: A farm has 48 cows. A third of them are sold, and then 5 calves are born. How many cows are there now?
-Step: A third of 48 is 48 / 3 = 16 cows sold.
-Step: 48 - 16 = 32 cows remain.
-Step: With the calves there are 32 + 5 = 37 cows.
+Step: A third of 48 is 48 / 3 = <<48/3=16>>16 cows sold.
+Step: 48 - 16 = <<48-16=32>>32 cows remain.
+Step: With the calves there are 32 + 5 = <<32+5=37>>37 cows.
 Answer: 37
 
+Question: A shirt costs $40 and is on sale for 25% off. What is the sale price?
+Step: The discount is 40 * 25 / 100 = <<40*25/100=10>>10 dollars.
+Step: The sale price is 40 - 10 = <<40-10=30>>30 dollars.
+Answer: 30
+
 """
+
+# "<<48/2=24>>24": an annotation, and the number written right after it (if any).
+_ANNOTATION = re.compile(r"<<(?P<expr>[^<>=]*)=(?P<result>[^<>]*)>>\s*\$?(?P<after>-?\d[\d,]*(?:\.\d+)?)?")
 
 # "3 * 4 = 12", "$12 + 2 = $14", "48 / 3 = 16": an arithmetic left side and a number.
 _EQUATION = re.compile(
@@ -52,6 +68,24 @@ def arithmetic_ok(text: str) -> bool:
     return True
 
 
+def annotations_ok(text: str) -> bool:
+    """False if a number written right after an annotation is not its result
+    (``<<3*4=12>>13``), or an annotation's result is the calculator's error."""
+    for match in _ANNOTATION.finditer(text):
+        result = match["result"].strip()
+        if result.startswith("error"):
+            return False
+        after = match["after"]
+        if after is None:
+            continue
+        try:
+            if parse_number(after.replace(",", "")) != parse_number(result.replace(",", "")):
+                return False
+        except CalculatorError:
+            continue
+    return True
+
+
 def numeric_answer(text: str) -> str | None:
     """The last number in an answer line, normalized ("1,450" -> "1450", "18.0" -> "18")."""
     numbers = _NUMBER.findall(text)
@@ -65,12 +99,15 @@ def numeric_answer(text: str) -> str | None:
 
 class MathTask(GenericTask):
     name = "math"
+    tool_names = ("calculator",)  # the tools this task can use (``tools=False`` turns them off)
+    call_syntax = CALCULATOR  # "<<48/2=" from the model, "24>>" from the calculator
 
-    def __init__(self, *, shots: str | None = None, max_depth: int | None = None) -> None:
+    def __init__(self, *, shots: str | None = None, max_depth: int | None = None, tools: bool = True) -> None:
         super().__init__(shots=shots or EXAMPLES, max_depth=max_depth)
+        self.tools = tools
 
     def check_step(self, thought: str, *, verify: bool) -> bool:
-        return arithmetic_ok(thought) if verify else True
+        return arithmetic_ok(thought) and annotations_ok(thought) if verify else True
 
     def _extend(self, state: State, thought: str, answer: str | None) -> State:
         if answer is not None:

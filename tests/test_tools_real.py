@@ -1,0 +1,79 @@
+"""Tool calls inside the llama.cpp decode loop, on the embedded GGUF.
+
+What holds on every build: each call's result is the calculator's (whatever the
+model would have written), the text holds the call as GSM8K writes it, and continuing
+after a call costs only the result's tokens (and the close marker) of prefill, never
+the prompt again. Which calls the model writes depends on llama.cpp's floats, so no
+test names them; the prompt ends right before an annotation in the exemplars' style,
+where a few samples write at least one call whatever the numerics.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from deliberate.backends.base import GenerateRequest, continue_after_tools
+from deliberate.backends.shared import SharedBackend
+from deliberate.clock import Deadline
+from deliberate.tasks.math import MathTask
+from deliberate.tools import CALCULATOR, calculate
+
+from helpers_real import open_model
+
+pytestmark = pytest.mark.model
+
+QUESTION = "A baker makes 6 trays of 7 rolls and sells 30 of them. How many rolls are left?"
+
+
+@pytest.fixture(scope="module")
+def backend():
+    backend = open_model(n_ctx=4096, n_seq_max=16)
+    yield backend
+    backend.close()
+
+
+def _request(n: int = 8) -> GenerateRequest:
+    task = MathTask()
+    prompt = task.step_prompt(QUESTION, task.root(QUESTION)).render() + "Step: The baker makes 6 * 7 ="
+    return GenerateRequest(prompt=prompt, n=n, max_tokens=48, stop=("\n",), temperature=0.7, seed=5, tools=CALCULATOR)
+
+
+def _check_calls(samples) -> list:
+    calls = [call for sample in samples for call in sample.calls]
+    for sample in samples:
+        for call in sample.calls:
+            assert call.output == calculate(call.input)[0]
+            assert f"<<{call.input}={call.output}>>" in sample.text
+    return calls
+
+
+def test_calls_run_in_the_decode_loop_and_cost_only_the_results_tokens(backend):
+    samples = backend.generate_with_tools([_request()], Deadline.after(120))[0]
+    calls = _check_calls(samples)
+    assert calls, [s.text for s in samples]
+    result_tokens = [len(backend.model.tokenize(call.output, bos=False)) for call in calls]
+    # The issue's target: the median prefill per call is at most the result's tokens + 2.
+    assert statistics.median(c.prefill for c in calls) <= statistics.median(result_tokens) + 2
+    for call, tokens in zip(calls, result_tokens):
+        # The result and ">>", plus at most the piece of a token that ran past "=".
+        assert tokens + 1 <= call.prefill <= tokens + 4
+    assert backend.live_sequences() == 0
+
+
+def test_the_base_path_gives_calculator_results_on_the_same_model(backend):
+    samples = continue_after_tools(backend, [_request(4)], Deadline.after(120))[0]
+    _check_calls(samples)
+    assert backend.live_sequences() == 0
+
+
+def test_a_shared_backend_runs_calls_in_its_inner_decode_loop():
+    shared = SharedBackend(open_model(n_ctx=4096, n_seq_max=16))  # closes its inner backend
+    try:
+        samples = shared.generate_with_tools([_request(4)], Deadline.after(120))[0]
+        calls = _check_calls(samples)
+        assert calls
+        assert all(c.prefill <= len(shared.inner.model.tokenize(c.output, bos=False)) + 4 for c in calls)
+    finally:
+        shared.close()
