@@ -23,7 +23,7 @@ import ast
 import csv
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -31,6 +31,7 @@ from typing import Any
 
 from deliberate.calculator import evaluate, normalize, parse_number
 from deliberate.errors import CalculatorError, DatasetError, UsageError
+from deliberate.jsonl import read_jsonl
 from deliberate.plugins import DATASETS
 
 
@@ -105,18 +106,10 @@ def _read_text(path: Path) -> str:
         raise DatasetError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from exc
 
 
-def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(1-based line number, object) for every non-blank line."""
-    for number, line in enumerate(_read_text(path).splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            raise DatasetError(f"{path.name} line {number}: not valid JSON") from None
-        if not isinstance(row, dict):
-            raise DatasetError(f"{path.name} line {number}: not a JSON object")
-        yield number, row
+def _jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(1-based line number, object) for every non-blank line (``deliberate.jsonl``'s rule;
+    a dataset may not end in half a line)."""
+    return read_jsonl(path, what="dataset file").refuse_torn().rows
 
 
 def _field(row: dict[str, Any], name: str, where: str) -> str:

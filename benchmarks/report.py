@@ -7,7 +7,6 @@ or plotted as accuracy against thinking time.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from deliberate.errors import DatasetError, DeliberateError
+from deliberate.jsonl import read_jsonl
 
 Z95 = 1.959963984540054  # the standard normal quantile for a two-sided 95% interval
 
@@ -61,25 +61,8 @@ def read_records(paths: str | Path | Iterable[str | Path]) -> list[dict[str, Any
         paths = [paths]
     records = []
     for path in map(Path, paths):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise DatasetError(f"results file not found: {path}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DatasetError(f"cannot read results file {path}: {exc}") from exc
-        lines = text.split("\n")
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                if number == len(lines):
-                    continue
-                raise DatasetError(f"{path.name} line {number}: not valid JSON") from None
-            if not isinstance(record, dict):
-                raise DatasetError(f"{path.name} line {number}: not a JSON object")
-            records.append(record)
+        # A half-written last line (a bench still running, or cut off) is left out.
+        records.extend(read_jsonl(path, what="results file").objects)
     return records
 
 
@@ -111,7 +94,13 @@ def table(records: Iterable[dict[str, Any]]) -> list[Row]:
 def _flags(record: dict[str, Any]) -> str:
     """The record's settings as the command-line flags that give them."""
     settings = record.get("settings") or {}
-    flags = [f" --{key.replace('_', '-')} {value}" for key, value in settings.items() if key != "task_options"]
+    flags = []
+    for key, value in settings.items():
+        if key == "task_options":
+            continue
+        name = key.replace("_", "-")
+        # Switches are flags: tools=False is --no-tools (True is the default, never stored).
+        flags.append(f" --no-{name}" if value is False else f" --{name}" if value is True else f" --{name} {value}")
     flags += [f" --task-opt {k}={v}" for k, v in (settings.get("task_options") or {}).items()]
     return "".join(flags)
 

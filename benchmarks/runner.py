@@ -23,6 +23,7 @@ import tenacity
 
 from deliberate.benchmarks.datasets import Item, load, score
 from deliberate.errors import ContextOverflowError, DatasetError, ServerError, UsageError
+from deliberate.jsonl import read_jsonl
 
 log = logging.getLogger("deliberate.bench")
 
@@ -310,30 +311,13 @@ def repair(path: Path) -> list[Record]:
     """
     if not path.exists():
         return []
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DatasetError(f"cannot read results file {path}: {exc.strerror or exc}") from exc
-    records, offset = [], 0
-    lines = data.split(b"\n")
-    for number, raw in enumerate(lines, 1):
-        last = number == len(lines) or (number == len(lines) - 1 and not lines[-1].strip())
-        try:
-            record = json.loads(raw) if raw.strip() else None
-        except ValueError:
-            if not last:
-                raise DatasetError(f"{path.name} line {number}: not valid JSON; fix or remove it to resume") from None
-            log.warning("%s line %d: cutting off a half-written record", path.name, number)
-            with path.open("r+b") as handle:
-                handle.truncate(offset)
-                os.fsync(handle.fileno())
-            break
-        if record is not None:
-            if not isinstance(record, dict):
-                raise DatasetError(f"{path.name} line {number}: not a JSON object")
-            records.append(record)
-        offset += len(raw) + 1
-    return records
+    lines = read_jsonl(path, what="results file")
+    if lines.torn is not None:
+        log.warning("%s line %d: cutting off a half-written record", path.name, lines.torn_line)
+        with path.open("r+b") as handle:
+            handle.truncate(lines.torn)
+            os.fsync(handle.fileno())
+    return lines.objects
 
 
 class _Appender:

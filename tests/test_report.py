@@ -166,3 +166,13 @@ def test_plot_handles_all_wrong_and_all_right(tmp_path: Path) -> None:
             records += [record("game24", f"s{n}", think, think == 60.0, 1.0, 10) for _ in range(n)]
     out = plot(table(records), tmp_path / "bounds.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_settings_show_as_the_flags_that_give_them() -> None:
+    records = [
+        record("gsm8k", "cot", 20, True, 1.0, 10, settings={"tools": False}),
+        record("gsm8k", "cot", 20, False, 1.0, 10),
+        record("game24", "bfs", 60, True, 1.0, 10, settings={"evaluator": "none", "task_options": {"openings": "pair"}}),
+    ]
+    names = {(row.task, row.strategy) for row in table(records)}
+    assert names == {("gsm8k", "cot --no-tools"), ("gsm8k", "cot"), ("game24", "bfs --evaluator none --task-opt openings=pair")}
