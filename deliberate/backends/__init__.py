@@ -7,7 +7,7 @@
   built-ins are ``llama`` (``llama:PATH.gguf``) and ``server`` (``server:URL``); a
   plugin adds its own (``--model echo:hello``). A string whose part before the first
   colon is not a backend's name is a path, as before;
-- a path, ``$DELIBERATE_MODEL`` or nothing: a GGUF in this process (``llama.py``).
+- a path, ``$DELIBERATE_MODEL`` or nothing: a GGUF in this process (``backends.llama``).
 
 A backend entry point is a callable ``(model: str, **params) -> Backend``; ``params``
 are the backend settings (``n_threads``, ``n_ctx``, ...). Implementations are imported

@@ -1,6 +1,6 @@
 """Loading a GGUF with llama.cpp's low-level API, and the small things around it.
 
-This is the only module, with ``llama.py``, that imports ``llama_cpp``. Failures
+This module and the ``llama`` package are the only ones that import ``llama_cpp``. Failures
 from llama.cpp are translated into ``ModelError`` here, with the last line llama.cpp
 logged, so the user sees why a file would not load.
 """
