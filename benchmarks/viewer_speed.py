@@ -79,7 +79,7 @@ def synthetic_trace(nodes: int = 5000, *, seed: int = 0, width: int = 6) -> dict
                 frontier.append(child)
     answer = frontier[-1] if frontier else len(graph) - 1
     graph.set_status(answer, "solved")
-    graph[answer]["answer"] = "(10 - 4) * (5 - 6 + 5)"
+    graph.set_answer(answer, "(10 - 4) * (5 - 6 + 5)")
     graph.add_value(answer, 1.0, "verifier", None, t)
     events.append({"t": round(t, 4), "type": "verify", "node": answer, "ok": True, "answer": graph[answer]["answer"]})
     events.append({"t": round(t, 4), "type": "answer", "node": answer, "answer": graph[answer]["answer"], "reason": "solved"})

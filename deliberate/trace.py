@@ -1,11 +1,15 @@
 """The trace: one JSON file with everything a search did.
 
-    {"format": "deliberate-trace/1",
+    {"format": "deliberate-trace/2",
      "meta":   question, task, strategy and options, model file and hash prefix,
                backend parameters, seed, budget, timings, stop reason, answer;
      "events": expand / evaluate / verify / prune / backtrack / finish / answer,
                each with "t", seconds since thinking began;
      "graph":  the thought graph as networkx node-link data}
+
+Format 2 (this one) holds every node field of ``graph.NodeData`` on every node, and
+each tool call's ``ok`` and ``prefill``. Format 1 traces still load: their nodes get
+the fields they lack at their start values (``ThoughtGraph.from_data``).
 
 Traces are written to a temporary file in the same folder and renamed into place, so
 a crash or Ctrl-C never leaves half a trace behind.
@@ -23,7 +27,13 @@ from typing import Any
 from deliberate.errors import TraceError, UsageError
 from deliberate.graph import ThoughtGraph
 
-FORMAT = "deliberate-trace/1"
+FORMAT = "deliberate-trace/2"
+READS = ("deliberate-trace/1", FORMAT)  # the formats this version loads
+
+
+def readable(trace: Any) -> bool:
+    """Whether ``trace`` is a trace object in a format this version loads."""
+    return isinstance(trace, dict) and trace.get("format") in READS
 
 
 def build_trace(meta: dict[str, Any], events: list[dict[str, Any]], graph: ThoughtGraph) -> dict[str, Any]:
@@ -89,7 +99,7 @@ def read_trace(path: str | os.PathLike[str]) -> dict[str, Any]:
         trace = json.loads(text)
     except json.JSONDecodeError as exc:
         raise TraceError(f"{source} is not valid JSON (line {exc.lineno}): not a deliberate trace") from exc
-    if not isinstance(trace, dict) or trace.get("format") != FORMAT:
+    if not readable(trace):
         found = trace.get("format") if isinstance(trace, dict) else None
         newer = re.fullmatch(r"deliberate-trace/(\d+)", found) if isinstance(found, str) else None
         if newer and int(newer.group(1)) > int(FORMAT.rsplit("/", 1)[1]):

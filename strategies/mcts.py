@@ -77,8 +77,7 @@ class MonteCarlo:
             picked.append(leaf)
             self._backup(search, leaf, 0.0)
         for leaf in picked:  # take the virtual losses back
-            for node in search.graph.ancestors_and_self(leaf):
-                search.graph[node]["visits"] -= 1
+            search.graph.backup(leaf, 0.0, visits=-1)
         return picked
 
     def _select(self, search: Search) -> int | None:
@@ -124,7 +123,4 @@ class MonteCarlo:
         return 0.5 if value is None else value
 
     def _backup(self, search: Search, node: int, reward: float) -> None:
-        for ancestor in search.graph.ancestors_and_self(node):
-            attrs = search.graph[ancestor]
-            attrs["visits"] += 1
-            attrs["value_sum"] += reward
+        search.graph.backup(node, reward)

@@ -107,7 +107,7 @@ def assert_tree(graph: ThoughtGraph) -> None:
 
 def assert_trace_complete(trace: dict[str, Any]) -> None:
     """A trace as ``think`` writes it: the three parts, an answer event last, a readable graph."""
-    assert trace["format"] == "deliberate-trace/1"
+    assert trace["format"] == "deliberate-trace/2"
     assert {"meta", "events", "graph"} <= set(trace)
     meta = trace["meta"]
     for key in ("question", "task", "strategy", "stop_reason", "answer", "timings", "stats", "backend"):

@@ -197,3 +197,79 @@ def test_random_add_and_merge_keep_a_tree_rooted_at_the_question(ops):
         assert graph.value(graph.node_for_key(key)) == pytest.approx(sum(values) / len(values))
     restored = ThoughtGraph.from_data(json.loads(json.dumps(graph.to_data())))
     node_link_equal(graph, restored)
+
+
+# -- declared node fields -----------------------------------------------------------------
+
+
+def test_every_node_has_every_declared_field_and_only_those(game24_backend):
+    from typing import get_type_hints
+
+    from conftest import SOLVABLE, think_guarded
+    from deliberate.graph import NodeData
+
+    declared = set(get_type_hints(NodeData))
+    for strategy in ("bfs", "mcts", "dfs", "beam"):
+        result = think_guarded(SOLVABLE, game24_backend(), task="game24", strategy=strategy, think=10, seed=3)
+        for node in result.graph:
+            assert set(result.graph[node]) == declared, (strategy, node)
+
+
+def test_graph_methods_are_the_only_writers(game24_backend):
+    graph = new_graph()
+    a, _ = child(graph, ROOT, "9 13 40")
+    b, _ = child(graph, a, "40 117")
+    graph.record_try(a, 8)
+    assert graph.record_ask(a, "9 *") == 0 and graph.record_ask(a, "9 *") == 1
+    graph.record_move(a, "9 * 13")
+    graph.record_move(a, "9 * 13")  # once only
+    graph.record_expansion(a, found_new=False)
+    graph.record_expansion(a, found_new=False)
+    assert (graph[a]["tries"], graph[a]["asks"], graph[a]["moves_done"]) == (8, {"9 *": 2}, ["9 * 13"])
+    assert (graph[a]["expansions"], graph[a]["stale"]) == (2, 2)
+    graph.record_expansion(a, found_new=True)
+    assert graph[a]["stale"] == 0
+    graph.backup(b, 1.0)
+    graph.backup(b, 0.0, visits=-1)  # a virtual loss taken back
+    graph.backup(b, 0.5)
+    assert [(graph[n]["visits"], graph[n]["value_sum"]) for n in (ROOT, a, b)] == [(1, 1.5)] * 3
+    graph.set_pruned(b, "low value")
+    assert graph[b]["pruned"] == {"reason": "low value", "dead": False}
+    graph.set_pruned(b, None)
+    assert graph[b]["pruned"] is None
+
+
+def test_strategies_and_the_search_never_write_node_dicts():
+    """Nodes change through graph methods only: no ``graph[n]["field"] = ...`` (or
+    ``+=``, ``.append``) in a strategy or the search."""
+    import re
+    from pathlib import Path
+
+    import deliberate.search
+    import deliberate.strategies
+
+    sources = sorted(Path(deliberate.search.__file__).parent.glob("*.py"))
+    sources += sorted(Path(deliberate.strategies.__path__[0]).glob("*.py"))
+    write = re.compile(r"(?:graph\[[^\]]+\]|attrs)\[\"\w+\"\]\s*(?:[-+*/]?=(?!=)|\.(?:append|extend|pop|update|setdefault)\()")
+    offenders = [f"{p.name}: {line.strip()}" for p in sources for line in p.read_text().splitlines() if write.search(line)]
+    assert offenders == []
+
+
+def test_a_format_1_trace_loads_with_every_field_at_its_start_value():
+    """docs/viewer-trace.json was written in format 1, before origin, calls and stale."""
+    from pathlib import Path
+    from typing import get_type_hints
+
+    from deliberate.graph import NodeData
+    from deliberate.trace import load_graph, read_trace
+
+    path = Path(__file__).resolve().parent.parent / "docs" / "viewer-trace.json"
+    trace = read_trace(path)
+    assert trace["format"] == "deliberate-trace/1"
+    raw = trace["graph"]["nodes"][1]
+    assert "origin" not in raw and "calls" not in raw and "stale" not in raw
+    graph = load_graph(trace)
+    assert all(set(graph[n]) == set(get_type_hints(NodeData)) for n in graph)
+    assert graph[1]["origin"] == "model" and graph[ROOT]["origin"] is None
+    assert graph[1]["calls"] == [] and graph[1]["stale"] == 0
+    assert graph[1]["tries"] == raw["tries"] and graph[1]["moves_done"] == raw["moves_done"]

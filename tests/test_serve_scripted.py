@@ -191,7 +191,7 @@ def test_a_chat_completion_answers_with_its_path_usage_and_trace(url: str) -> No
     assert ext["stop_reason"] == "solved" and ext["solved"] and ext["nodes"] >= 4 and ext["strategy"] == "bfs"
     assert response.headers["x-deliberate-trace"] == ext["trace_id"]
     trace = httpx.get(f"{url}/v1/traces/{ext['trace_id']}").json()
-    assert trace["format"] == "deliberate-trace/1" and trace["meta"]["answer"] == choice["message"]["content"]
+    assert trace["format"] == "deliberate-trace/2" and trace["meta"]["answer"] == choice["message"]["content"]
     assert trace["meta"]["serve"]["trace_id"] == ext["trace_id"]
 
 
@@ -286,7 +286,7 @@ def test_trace_events_stream_and_pages(url: str) -> None:
     moved = httpx.get(f"{url}/traces/{trace_id}")  # the page reads "events" beside itself: keep the slash
     assert moved.status_code == 307 and moved.headers["location"] == f"/traces/{trace_id}/"
     page = httpx.get(f"{url}/traces/{trace_id}", follow_redirects=True).text
-    assert "<html" in page.lower() and "deliberate-trace/1" in page  # the static viewer with its trace
+    assert "<html" in page.lower() and "deliberate-trace/2" in page  # the static viewer with its trace
     assert_error(httpx.get(f"{url}/v1/traces/nope"), 404, "id")
 
 

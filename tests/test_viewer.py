@@ -197,7 +197,7 @@ def _truncated(tmp: Path) -> str:
 BAD = {
     "not-json": (lambda tmp: "this is not json at all", "not valid JSON"),
     "truncated": (_truncated, "not valid JSON"),
-    "newer-format": (lambda tmp: json.dumps({**small_trace(), "format": "deliberate-trace/2"}), "newer format"),
+    "newer-format": (lambda tmp: json.dumps({**small_trace(), "format": "deliberate-trace/3"}), "newer format"),
     "other-format": (lambda tmp: json.dumps({**small_trace(), "format": "something-else/1"}), "not a deliberate trace"),
     "not-a-tree": (lambda tmp: json.dumps({**small_trace(), "graph": {"directed": True, "multigraph": False, "graph": {},
                                                                     "nodes": [], "edges": []}}), "no root"),
@@ -226,4 +226,4 @@ def test_missing_trace_missing_folder_and_overwriting_the_trace_are_one_line_err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.json"]
     done = deliberate("trace", "view", str(tmp_path / "t.json"), "-o", str(tmp_path / "t.json"))
     assert done.returncode == 1 and "refusing to overwrite the trace" in done.stderr
-    assert json.loads((tmp_path / "t.json").read_text())["format"] == "deliberate-trace/1"
+    assert json.loads((tmp_path / "t.json").read_text())["format"] == "deliberate-trace/2"

@@ -24,7 +24,7 @@ from typing import Any
 import networkx as nx
 
 from deliberate.errors import TraceError
-from deliberate.trace import FORMAT, load_graph, read_trace, write_text_atomic
+from deliberate.trace import FORMAT, load_graph, read_trace, readable, write_text_atomic
 
 # No connect-src, no default fallback: the static page may load nothing at all.
 STATIC_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
@@ -78,7 +78,7 @@ def render_html(trace: dict[str, Any]) -> str:
 
 def check_tree(trace: dict[str, Any]) -> None:
     """Reject what the page could not draw, with a one-line reason."""
-    if not isinstance(trace, dict) or trace.get("format") != FORMAT:
+    if not readable(trace):
         raise TraceError(f"not a deliberate trace (expected format {FORMAT!r})")
     if not isinstance(trace.get("meta"), dict) or not isinstance(trace.get("events"), list):
         raise TraceError("the trace's meta or events part is malformed")

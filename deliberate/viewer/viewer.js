@@ -1,6 +1,6 @@
 /* deliberate's trace viewer: the one renderer shared by the static file and the live page.
  *
- *   Viewer.setTrace(trace)  draw a whole deliberate-trace/1 (the final tree, replayable)
+ *   Viewer.setTrace(trace)  draw a whole deliberate trace (format 1 or 2: the final tree, replayable)
  *   Viewer.start(meta)      begin an empty live drawing: only the question's root node
  *   Viewer.applyEvent(e)    grow the live drawing by one search event (expand, prune, ...)
  *
@@ -260,7 +260,7 @@ const Viewer = (() => {
   function begin() { if (!wired) { wire(); wired = true; } }
 
   return {
-    /** Draw a whole trace (a deliberate-trace/1 object); the page becomes the static view. */
+    /** Draw a whole trace (a deliberate-trace/1 or /2 object); the page becomes the static view. */
     setTrace(trace) {
       begin();
       meta = trace.meta || {}; events = Array.isArray(trace.events) ? trace.events : []; live = false;

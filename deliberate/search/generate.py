@@ -1,0 +1,353 @@
+"""Generation: asking the model for thoughts and adding them to the graph.
+
+A part of ``Search`` (see ``deliberate.search``): ``expand`` plans the requests (which
+openings, how many samples, which seeds and temperatures, which missing moves a tool
+can complete without the model), sends them in one batched call, and turns the
+samples into children, merges and tool-call events.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from deliberate.backends.base import GenerateRequest, Sample, derive_seed, generate_with_tools
+from deliberate.errors import ContextOverflowError
+from deliberate.graph import ROOT
+from deliberate.search.config import OPEN
+from deliberate.tasks.base import Step, covers, pending_openings
+from deliberate.tools import ToolCall, ToolSyntax
+
+
+class Generation:
+    """The generating half of ``Search``; it uses the search's graph, task, backend,
+    config, stats and events."""
+
+    def expand(
+        self,
+        nodes: Sequence[int],
+        k: int,
+        *,
+        mode: Literal["propose", "sample"] | None = None,
+        temperature: float | None = None,
+        rollout: bool = False,
+    ) -> list[list[int]]:
+        """Generate up to ``k`` thoughts under each node, in one batched model call.
+
+        Returns the new children of each node. A thought that reaches a state already
+        in the graph is merged into that node and not returned again. Pruned and final
+        nodes are never expanded, nor are nodes whose every move has its child; they
+        get an empty list.
+        """
+        return self._expand(nodes, k, mode=mode, temperature=temperature, rollout=rollout).children
+
+    def _expand(
+        self,
+        nodes: Sequence[int],
+        k: int,
+        *,
+        mode: Literal["propose", "sample"] | None,
+        temperature: float | None,
+        rollout: bool,
+    ) -> _Expansion:
+        self.check()
+        mode = mode or self.config.mode or self.task.mode
+        plans: list[_Plan] = []
+        asked: dict[int, int] = {}  # samples planned per node in this call, for fresh seeds
+        for listing, node in enumerate(nodes):
+            if self.graph.status(node) not in OPEN:
+                continue
+            plans.extend(self._plan(listing, node, k, mode, temperature, rollout, asked))
+        found = _Expansion([[] for _ in nodes], [[] for _ in nodes])
+        if not plans:
+            return found
+        requests = [p.request for p in plans if p.request is not None]
+        results = iter(generate_with_tools(self.backend, requests, self._explore_deadline()) if requests else [])
+        before = len(self.graph)
+        expanded = list(dict.fromkeys(p.node for p in plans))
+        known = {node: len(self.graph[node]["moves_done"]) for node in expanded}
+        sampled: list[Sample] = []
+        for plan in plans:
+            if plan.request is None:
+                made, merged = self._add_steps(plan, list(plan.given), 0, rollout)
+                self.graph.record_try(plan.node, len(plan.given))  # so rollouts' seeds move on
+            else:
+                samples = next(results)
+                sampled.extend(samples)
+                made, merged = self._add_children(plan, samples, rollout)
+                self.graph.record_try(plan.node, plan.request.n)
+            found.children[plan.listing].extend(made)
+            found.merges[plan.listing].extend(merged)
+        for node in expanded:
+            # Asks that found (almost) no new move count towards enumerating the missing
+            # ones: a model that mostly repeats moves it gave has stopped finding new ones.
+            asked_now = sum(p.request.n for p in plans if p.node == node and p.request is not None)
+            found_now = len(self.graph[node]["moves_done"]) - known[node]
+            self.graph.record_expansion(node, found_new=found_now >= max(1, asked_now // 4))
+            if self.graph.status(node) == "open":
+                self.graph.set_status(node, "expanded")
+        self.stats.expansions += len(expanded)
+        self._barren = 0 if len(self.graph) > before else self._barren + 1
+        per_node: dict[int, list[int]] = {node: [] for node in expanded}
+        for listing, node in enumerate(nodes):
+            if node in per_node:
+                per_node[node].extend(found.children[listing])
+        self.emit(
+            "expand",
+            nodes=expanded,
+            children=[per_node[n] for n in expanded],
+            mode="propose" if plans[0].proposing else "sample",
+            tokens=sum(s.completion_tokens for s in sampled),
+            enumerated=sum(len(p.given) for p in plans),
+        )
+        return found
+
+    def _plan(
+        self,
+        listing: int,
+        node: int,
+        k: int,
+        mode: str,
+        temperature: float | None,
+        rollout: bool,
+        asked: dict[int, int],
+    ) -> list[_Plan]:
+        """The requests that ask ``node`` for ``k`` thoughts; none if nothing is left to ask."""
+        attrs = self.graph[node]
+        state = attrs["state"]
+        # Seeds count every sample ever asked of this node, so no call repeats one, and
+        # a node listed twice (rollouts from the root) gets its own samples.
+        seed = derive_seed(attrs["seed"], 1_000_003 + attrs["tries"] + asked.get(node, 0))
+        base = self.config.temperature if temperature is None else temperature
+        prompt = self.task.propose_prompt(self.question, state) if mode == "propose" else None
+        if prompt is not None:
+            warm = self._warmer(base, 0 if rollout else attrs["expansions"])
+            request = self._request(prompt.render(self._chat), max(1, math.ceil(k / 3)), seed, warm, True)
+            asked[node] = asked.get(node, 0) + request.n
+            return [_Plan(listing, node, "", request, True)]
+        text = self.task.step_prompt(self.question, state).render(self._chat)
+        # Openings ("5 *", "10 -") start each sampled step differently; a small base model
+        # otherwise proposes the same step again and again.
+        openings = self.task.openings(state)
+        moves = self._moves(node)
+        if moves is not None and not rollout:
+            # Ask only under openings with a move still missing: a verified move has one
+            # right result, so asking again for a move we have could only merge. A failed
+            # ask is asked again (fresh seed, warmer) until it gives its step. (A rollout
+            # may repeat a move: it follows the merge down the tree.)
+            openings = pending_openings(openings, moves, attrs["moves_done"])
+            if not openings:
+                return []
+            if attrs["stale"] >= self.config.enumerate_after:
+                # Fresh-seed asks have stopped finding new moves: list the missing ones
+                # (where a tool completes a bare move), so every move gets its chance.
+                given = self._enumerate(state, moves, attrs["moves_done"], k)
+                if given:
+                    return [_Plan(listing, node, "", None, False, tuple(given))]
+        if rollout:
+            # Rollouts start from a seeded opening: always taking the first would make
+            # every rollout from a state try the same operation.
+            start = derive_seed(seed, 17) % max(1, len(openings))
+        else:
+            # Openings never asked come first, then the ones asked least (which failed:
+            # a move that gave its step is no longer pending).
+            openings = sorted(openings, key=lambda o: attrs["asks"].get(o, 0))
+            start = 0
+        if moves is not None and not rollout:
+            # No more samples under an opening than it has moves missing: the rest
+            # could only repeat a move already asked for.
+            missing = [m for m in moves if m not in set(attrs["moves_done"])]
+            room = {o: sum(covers(o, m) for m in missing) for o in openings}
+        else:
+            room = {}
+        plans = []
+        for j, (opening, n) in enumerate(_spread(k, openings, start)):
+            n = max(1, min(n, room.get(opening, n)))
+            whole = self._complete(state, opening)
+            if whole is not None:  # the opening is a whole move and a tool writes the rest
+                plans.append(_Plan(listing, node, opening, None, False, (whole,)))
+                continue
+            earlier = 0 if rollout else self.graph.record_ask(node, opening)
+            request = self._request(text + opening, n, derive_seed(seed, j), self._warmer(base, earlier), False)
+            plans.append(_Plan(listing, node, opening, request, False))
+            asked[node] = asked.get(node, 0) + n
+        return plans
+
+    def _complete(self, state: dict[str, Any], move: str) -> Step | None:
+        """The step a tool makes of a bare ``move`` alone, with no model asked; None
+        where the task needs the model to write more (or the tools are off)."""
+        if not self.config.tools or not getattr(self.task, "tools", False):
+            return None
+        step = self.task.parse_step(self.question, state, move, verify=self.config.verifier)
+        return step if step is not None and step.calls else None
+
+    def _enumerate(self, state: dict[str, Any], moves: Sequence[str], done: Sequence[str], k: int) -> list[Step]:
+        """Up to ``k`` of the moves not yet done, completed by a tool."""
+        steps: list[Step] = []
+        for move in moves:
+            if len(steps) == k:
+                break
+            if move not in done and (step := self._complete(state, move)) is not None:
+                steps.append(step)
+        return steps
+
+    def _warmer(self, base: float, earlier: int) -> float:
+        """The temperature for an ask made ``earlier`` times before: warmer each time,
+        so that a move the model keeps failing on sees different samples."""
+        if base <= 0:
+            return base  # greedy stays greedy
+        warmer = base + self.config.heat * earlier
+        return round(min(warmer, max(base, self.config.max_temperature)), 4)
+
+    def _moves(self, node: int) -> list[str] | None:
+        moves = getattr(self.task, "moves", None)
+        return None if moves is None else moves(self.graph[node]["state"], verify=self.config.verifier)
+
+    def _request(self, prompt: str, n: int, seed: int, temperature: float, proposing: bool) -> GenerateRequest:
+        return GenerateRequest(
+            prompt=prompt,
+            n=n,
+            max_tokens=self.task.propose_tokens if proposing else self.task.step_tokens,
+            stop=("\n\n",) if proposing else self.task.step_stop,
+            temperature=temperature,
+            top_k=self.config.top_k,
+            top_p=self.config.top_p,
+            seed=seed,
+            special=self.config.chat,
+            tools=self._call_syntax,
+        )
+
+    @property
+    def _call_syntax(self) -> ToolSyntax | None:
+        """The tool whose calls run inside generated text, when the task has one and
+        tools are on (``Task.call_syntax``)."""
+        if not self.config.tools or not getattr(self.task, "tools", False):
+            return None
+        return getattr(self.task, "call_syntax", None)
+
+    def _add_children(self, plan: _Plan, samples: list[Sample], rollout: bool) -> tuple[list[int], list[int]]:
+        """The new children the samples made, and the existing nodes they merged into."""
+        node = plan.node
+        state = self.graph[node]["state"]
+        verify = self.config.verifier
+        made: list[int] = []
+        merged_into: list[int] = []
+        for sample in samples:
+            self.stats.tokens += sample.completion_tokens
+            self.stats.prompt_tokens += sample.prompt_tokens
+            if sample.finish_reason == "context":
+                if node == ROOT and len(self.graph) == 1:
+                    raise ContextOverflowError(
+                        f"the question does not fit in the model's context ({sample.prompt_tokens} prompt tokens)"
+                    )
+                if node != ROOT:
+                    self.prune(node, "context window full", dead=True)
+                continue
+            text = plan.opening + sample.text
+            if sample.finish_reason == "deadline":
+                if not plan.proposing:
+                    continue  # cut off mid-thought: not a step
+                text = text[: text.rfind("\n") + 1]  # the finished lines of a list still count
+            steps: list[Step]
+            if plan.proposing:
+                steps = self.task.parse_proposals(self.question, state, text, verify=verify)
+            else:
+                step = self.task.parse_step(self.question, state, text, verify=verify)
+                steps = [step] if step is not None else []
+            if sample.calls:
+                steps = [_with_calls(step, sample.calls) for step in steps]
+            if not steps:
+                self.stats.rejected += 1
+            new, merged = self._add_steps(plan, steps, sample.completion_tokens // max(1, len(steps)), rollout)
+            made.extend(new)
+            merged_into.extend(merged)
+        return made, merged_into
+
+    def _add_steps(self, plan: _Plan, steps: list[Step], share: int, rollout: bool) -> tuple[list[int], list[int]]:
+        """Add each step under the plan's node; the new children and the merges."""
+        node = plan.node
+        origin = "enumerated" if plan.request is None else "model"
+        made: list[int] = []
+        merged_into: list[int] = []
+        for step in steps:
+            if step.move is not None:
+                self.graph.record_move(node, step.move)
+            existing = self.graph.node_for_key(self.task.key(step.state))
+            if existing is None and self.full():
+                continue  # the node budget is a hard cap
+            child, merged = self.graph.add_child(
+                node,
+                step.thought,
+                step.state,
+                self.task.key(step.state),
+                seed=derive_seed(self.graph[node]["seed"], len(self.graph.children(node))),
+                created=round(self.elapsed(), 4),
+                tokens=share,
+                origin=origin,
+                calls=step.calls,
+                rollout=rollout,
+            )
+            for call in step.calls:
+                self.stats.tool_calls += 1
+                self.emit("tool", node=child, parent=node, merged=merged, **call)
+            if merged:
+                self.stats.merged += 1
+                if child not in self.graph.path(node):
+                    merged_into.append(child)
+                continue
+            if origin == "enumerated":
+                self.stats.enumerated += 1
+            self._judge_if_final(child)
+            made.append(child)
+        return made, merged_into
+
+    def _judge_if_final(self, node: int) -> None:
+        state = self.graph[node]["state"]
+        if not self.task.is_terminal(state):
+            return
+        self.graph.set_answer(node, self.task.answer(self.question, state))
+        verdict = self.task.verify(self.question, state) if self.config.verifier else None
+        if verdict is None:
+            self.graph.set_status(node, "terminal")
+            return
+        self.graph.set_status(node, "solved" if verdict else "failed")
+        self.graph.add_value(node, 1.0 if verdict else 0.0, "verifier", None, self.elapsed())
+        self.emit("verify", node=node, ok=verdict, answer=self.graph[node]["answer"])
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One request of an expansion and where its samples go."""
+
+    listing: int  # index into the nodes passed to expand (a node may be listed twice)
+    node: int
+    opening: str  # text the prompt ends with, which the sample continues
+    request: GenerateRequest | None  # None: no model call, the steps are ``given``
+    proposing: bool  # a list of proposals rather than one step
+    given: tuple[Step, ...] = ()  # steps the search listed and a tool completed
+
+
+@dataclass
+class _Expansion:
+    children: list[list[int]]  # per listing: the new children
+    merges: list[list[int]]  # per listing: existing nodes that samples reached again
+
+
+def _with_calls(step: Step, calls: Sequence[ToolCall]) -> Step:
+    """``step`` with the tool calls whose text it holds (a sample's calls, made while
+    it was generated: a list of proposals gives each step its own)."""
+    mine = [c for c in calls if f"{c.input}" in step.thought and c.output in step.thought]
+    if not mine:
+        return step
+    return replace(step, calls=step.calls + tuple(c.record() for c in mine))
+
+
+def _spread(k: int, openings: Sequence[str], start: int) -> list[tuple[str, int]]:
+    """``k`` samples spread over the openings, rotating so repeated expansions cover them all."""
+    openings = list(openings) or [""]
+    if k < len(openings):
+        return [(openings[(start + i) % len(openings)], 1) for i in range(k)]
+    share, extra = divmod(k, len(openings))
+    return [(opening, share + (1 if i < extra else 0)) for i, opening in enumerate(openings)]
