@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from deliberate.duration import parse_budget
 from deliberate.errors import ContextOverflowError, DurationError, QuestionError, UsageError
 from deliberate.graph import ThoughtGraph
 from deliberate.models import is_server_url, model_hash
+from deliberate.options import check_names
 from deliberate.search import Event, Search, SearchConfig, StopSearch
 from deliberate.tasks import detect, make_task
 from deliberate.trace import build_trace, check_writable, load_graph, read_trace, write_trace
@@ -62,69 +63,96 @@ class Result:
 RESUMED_CONFIG = ("verifier", "chat", "evaluator", "mode", "max_nodes", "tools")
 
 
+@dataclass
+class ThinkOptions:
+    """Every setting of one ``think`` besides the question, the model and the hooks.
+
+    Give them as keywords to ``think``, or as ``settings=`` (a ``ThinkOptions`` or a
+    dict); keywords win. An unknown name is an error that lists these.
+    """
+
+    task: str | None = None  # "auto" (default), "game24", "math", "generic", or a plugin's
+    strategy: str | None = None  # default "bfs"
+    think: str | float | None = 30.0  # seconds, or "30s"; None or "none": no time limit
+    seed: int | None = None
+    options: Any = None  # strategy options: a dict, or "key=value" strings
+    max_nodes: int | None = None  # a node budget, instead of or beside the clock
+    verifier: bool | None = None  # default True
+    evaluator: str | None = None  # "auto" (default), "value", "vote" or "none"
+    mode: str | None = None  # "propose" or "sample"; default: the task's
+    chat: bool | None = None  # default False
+    tools: bool | None = None  # default True
+    task_options: Any = None  # a dict of the task's own options
+    backend_options: Any = None  # a dict for open_backend (n_threads, n_gpu_layers...)
+    trace: str | os.PathLike[str] | None = None  # write the trace here
+    resume: Any = None  # a trace (path or dict) to continue
+    reserve: float | None = None  # share of the budget kept for the greedy finish (0.1)
+
+
+def think_options(settings: ThinkOptions | Mapping[str, Any] | None, keywords: Mapping[str, Any]) -> ThinkOptions:
+    """``settings`` with ``keywords`` on top, each name checked against ``ThinkOptions``.
+
+    Values are taken as given: this is the Python API, where ``evaluator="none"`` is
+    the string, not a missing value (the CLI parses its own flags)."""
+    base = dataclasses.asdict(settings) if isinstance(settings, ThinkOptions) else dict(settings or {})
+    check_names(ThinkOptions, base, owner="think()")
+    check_names(ThinkOptions, keywords, owner="think()")
+    return ThinkOptions(**{**base, **keywords})
+
+
 def think(
     question: str | None = None,
     *,
-    task: str | None = None,
-    strategy: str | None = None,
     model: str | os.PathLike[str] | Backend | None = None,
-    think: float | str | None = 30.0,
-    seed: int | None = None,
     on_event: Callable[[Event], None] | None = None,
-    options: Mapping[str, Any] | Iterable[str] | None = None,
-    max_nodes: int | None = None,
-    verifier: bool | None = None,
-    evaluator: str | None = None,
-    mode: str | None = None,
-    chat: bool | None = None,
-    tools: bool | None = None,
-    task_options: Mapping[str, Any] | None = None,
-    backend_options: Mapping[str, Any] | None = None,
-    trace: str | os.PathLike[str] | None = None,
-    resume: str | os.PathLike[str] | dict[str, Any] | None = None,
     deadline: Deadline | None = None,
-    reserve: float | None = None,
+    settings: ThinkOptions | Mapping[str, Any] | None = None,
+    **keywords: Any,
 ) -> Result:
     """Think about ``question`` for ``think`` seconds (or ``"30s"``) and answer.
 
-    ``task`` "auto" (the default) picks game24 for a Game-of-24 question and generic
-    otherwise; ``strategy`` defaults to "bfs". ``model`` is a GGUF path, a server URL
-    (``http://host:port/v1``), a backend object, or None for ``$DELIBERATE_MODEL`` or
-    the embedded model. A backend object is left open; one opened here is closed
-    before returning. ``max_nodes`` bounds the graph instead of (or as well as) the
-    clock; ``think=None`` (or ``"none"``) means no time limit. ``verifier`` (default
-    True), ``evaluator`` ("auto", the default: the value judge only where this model's
-    judge profile from ``deliberate bench judge --save`` shows it separates good states
-    from bad, and everywhere when there is no profile; "value"; "vote"; or "none": no
-    model judge, every state counts as 0.5), ``mode`` ("propose" or "sample"; default:
-    the task's choice), ``chat`` (default False) and ``tools`` (default True: the
-    task's tools, such as Game of 24's calculator, compute what they can) shape the search; ``reserve`` is
-    the share of the budget kept for the greedy finish (default 0.1).
+    The keywords are ``ThinkOptions``' fields. ``task`` "auto" (the default) picks
+    game24 for a Game-of-24 question and generic otherwise; ``strategy`` defaults to
+    "bfs". ``model`` is a GGUF path, a server URL (``http://host:port/v1``), a backend
+    object, or None for ``$DELIBERATE_MODEL`` or the embedded model. A backend object is
+    left open; one opened here is closed before returning. ``max_nodes`` bounds the
+    graph instead of (or as well as) the clock; ``think=None`` (or ``"none"``) means no
+    time limit. ``verifier`` (default True), ``evaluator`` ("auto", the default: the
+    value judge only where this model's judge profile from ``deliberate bench judge
+    --save`` shows it separates good states from bad, and everywhere when there is no
+    profile; "value"; "vote"; or "none": no model judge, every state counts as 0.5),
+    ``mode`` ("propose" or "sample"; default: the task's choice), ``chat`` (default
+    False) and ``tools`` (default True: the task's tools, such as the calculator,
+    compute what they can) shape the search; ``reserve`` is the share of the budget
+    kept for the greedy finish (default 0.1).
 
     ``resume`` continues a saved trace with more time; the graph is restored, not
     recomputed, and every setting the trace recorded is restored too, unless given
     here, in which case the new trace records what changed. ``deadline`` lets a caller
     cancel from another thread (Ctrl-C).
     """
-    given = {
-        "question": question, "task": task, "strategy": strategy, "seed": seed, "options": options,
-        "task_options": task_options, "verifier": verifier, "evaluator": evaluator, "mode": mode,
-        "chat": chat, "max_nodes": max_nodes, "tools": tools,
-    }
-    previous = read_trace(resume) if isinstance(resume, (str, os.PathLike)) else resume
-    settings, overrides = resume_settings(previous, given)
-    plan = _prepare(settings, think, trace, reserve)
+    opts = think_options(settings, keywords)
+    previous = read_trace(opts.resume) if isinstance(opts.resume, (str, os.PathLike)) else opts.resume
+    run_settings, overrides = resume_settings(previous, _given(question, opts))
+    plan = prepare(run_settings, opts.think, opts.trace, opts.reserve)
     plan.overrides = overrides
-    owned = not (model is not None and not isinstance(model, (str, os.PathLike)))
+    owned = model is None or isinstance(model, (str, os.PathLike))  # we open it, so we close it
     loading = time.perf_counter()
-    backend = open_backend(model, **dict(backend_options or {}))
+    backend = open_backend(model, **dict(opts.backend_options or {}))
     model_meta = _model_meta(backend, model)  # hashing belongs to loading, not thinking
     load_seconds = time.perf_counter() - loading
     try:
-        return _run(plan, backend, model_meta, load_seconds, previous, deadline, on_event)
+        return run(plan, backend, model_meta, load_seconds, previous, deadline, on_event)
     finally:
         if owned:
             backend.close()
+
+
+def _given(question: str | None, opts: ThinkOptions) -> dict[str, Any]:
+    """The settings a resume can restore, as given to this call (None: not given)."""
+    names = ("task", "strategy", "seed", "options", "task_options", "verifier", "evaluator", "mode", "chat",
+             "max_nodes", "tools")  # fmt: skip
+    return {"question": question, **{name: getattr(opts, name) for name in names}}
 
 
 def resume_settings(previous: dict[str, Any] | None, given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -167,7 +195,7 @@ def _comparable(value: Any) -> Any:
 
 
 @dataclass
-class _Plan:
+class Plan:
     """Everything checked before a model is loaded."""
 
     question: str
@@ -181,8 +209,9 @@ class _Plan:
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def _prepare(settings: dict[str, Any], think: float | str | None, trace: Any, reserve: float | None) -> _Plan:
-    """Check the question, strategy, options, budget and trace path before loading anything."""
+def prepare(settings: dict[str, Any], think: float | str | None, trace: Any, reserve: float | None) -> Plan:
+    """Check the question, strategy, options, budget and trace path before loading
+    anything; the plan ``run`` carries out. ``settings`` as ``resume_settings`` gives."""
     from deliberate import strategies
 
     question = settings["question"]
@@ -221,7 +250,7 @@ def _prepare(settings: dict[str, Any], think: float | str | None, trace: Any, re
     if reserve is not None:
         config.reserve = reserve
     chosen.configure(config)
-    return _Plan(
+    return Plan(
         question=question,
         task=the_task,
         strategy=chosen,
@@ -233,8 +262,8 @@ def _prepare(settings: dict[str, Any], think: float | str | None, trace: Any, re
     )
 
 
-def _run(
-    plan: _Plan,
+def run(
+    plan: Plan,
     backend: Backend,
     model_meta: dict[str, Any],
     load_seconds: float,
@@ -242,7 +271,9 @@ def _run(
     deadline: Deadline | None,
     on_event: Callable[[Event], None] | None,
 ) -> Result:
-    """Search until the budget ends, finish greedily if need be, and build the result."""
+    """Search until the budget ends, finish greedily if need be, and build the result.
+
+    ``deadline``, when given, is the caller's: it can cancel, and is never changed."""
     clock = deadline.clock if deadline is not None else getattr(backend, "clock", None) or MonotonicClock()
     own = Deadline.after(plan.budget, clock)
     if deadline is not None:
@@ -314,7 +345,7 @@ def _run(
     return Result(answer, search.graph, record, stats)
 
 
-def _search(plan: _Plan, search: Search, deadline: Deadline) -> str:
+def _search(plan: Plan, search: Search, deadline: Deadline) -> str:
     """Run the strategy, then the greedy finish; the stop reason. Nothing but a second
     Ctrl-C escapes: the answer so far and the trace are kept whatever happens."""
     try:
@@ -342,7 +373,7 @@ def _search(plan: _Plan, search: Search, deadline: Deadline) -> str:
     return reason
 
 
-def _choose_judge(plan: _Plan, backend: Backend, search: Search) -> dict[str, Any]:
+def _choose_judge(plan: Plan, backend: Backend, search: Search) -> dict[str, Any]:
     """For ``evaluator="auto"``: read this model's judge profile for the task and let it
     decide, per depth, whether the judge is asked. What it found goes into the trace."""
     from deliberate.profiles import judge_worth_asking, load_profile, profiles_path

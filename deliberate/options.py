@@ -30,15 +30,19 @@ def parse_options(cls: type[T], given: Mapping[str, Any] | Iterable[str] | None,
             if not sep or not key.strip():
                 raise UsageError(f"option {item!r} must look like key=value")
             pairs[key.strip().replace("-", "_")] = value.strip()
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    check_names(cls, pairs, owner=owner)
     hints = get_type_hints(cls)
-    values = {}
-    for key, raw in pairs.items():
+    return cls(**{key: _convert(raw, hints[key], key, owner) for key, raw in pairs.items()})
+
+
+def check_names(cls: type, given: Mapping[str, Any], *, owner: str) -> None:
+    """An ``UnknownNameError`` naming the valid fields, for the first key of ``given``
+    that is not a field of the dataclass ``cls``."""
+    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in given:
         if key not in fields:
             known = ", ".join(sorted(fields)) or "none"
             raise UnknownNameError(f"unknown option {key!r} for {owner} (options: {known})")
-        values[key] = _convert(raw, hints[key], key, owner)
-    return cls(**values)
 
 
 def _convert(raw: Any, hint: Any, key: str, owner: str) -> Any:

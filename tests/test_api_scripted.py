@@ -223,3 +223,32 @@ def test_a_caller_deadline_is_shortened_by_the_budget_but_not_changed(game24_bac
     result = think_guarded("Use 1 1 1 1 to make 24.", game24_backend(), task="game24", strategy="mcts", think=0.5, deadline=deadline)
     assert result.stats.thinking_seconds <= 0.5 + 1e-4  # the budget, not the caller's 100 s
     assert deadline.at == 100.0  # the caller's object is the caller's
+
+
+# -- think()'s options as one object --------------------------------------------------------
+
+
+def test_settings_as_one_object_or_keywords_give_the_same_search(game24_backend):
+    from deliberate.api import ThinkOptions
+
+    by_keywords = think_guarded(SOLVABLE, game24_backend(), task="game24", strategy="bfs", think=20, seed=4)
+    by_object = think_guarded(SOLVABLE, game24_backend(), settings=ThinkOptions(task="game24", strategy="bfs", think=20, seed=4))
+    by_dict = think_guarded(SOLVABLE, game24_backend(), settings={"task": "game24", "strategy": "bfs", "think": "20s", "seed": 4})
+    assert by_keywords.answer == by_object.answer == by_dict.answer
+    assert by_keywords.trace["graph"] == by_object.trace["graph"] == by_dict.trace["graph"]
+
+
+def test_keywords_win_over_settings(game24_backend):
+    result = think_guarded(SOLVABLE, game24_backend(), settings={"task": "game24", "strategy": "bfs", "seed": 1}, strategy="dfs")
+    assert result.trace["meta"]["strategy"] == "dfs" and result.trace["meta"]["seed"] == 1
+
+
+@pytest.mark.parametrize("where", ["keyword", "settings"])
+def test_an_unknown_setting_is_an_error_that_lists_the_known_ones(game24_backend, where):
+    kwargs = {"thinkk": 5} if where == "keyword" else {"settings": {"thinkk": 5}}
+    with pytest.raises(UnknownNameError) as caught:
+        deliberate.think(SOLVABLE, model=game24_backend(), **kwargs)
+    message = str(caught.value)
+    assert "unknown option 'thinkk' for think()" in message
+    for known in ("think", "strategy", "task", "max_nodes", "resume"):
+        assert known in message

@@ -55,7 +55,7 @@ def prepare(request: ThinkRequest) -> Any:
         "task_options": None, "verifier": r.verifier, "evaluator": None, "mode": None, "chat": None,
         "max_nodes": None,
     }  # fmt: skip
-    plan = api._prepare(settings, r.think, None, None)
+    plan = api.prepare(settings, r.think, None, None)
     if r.temperature is not None:
         plan.config.temperature = r.temperature
     if r.top_p is not None:
@@ -111,7 +111,7 @@ class SearchRun:
     def _think(self) -> Outcome:
         r, plan = self.request, self.plan
         plan.strategy = _Watched(plan.strategy, self._watch)
-        result = api._run(plan, self.backend, self.model_meta, 0.0, None, self.deadline, self._on_event)
+        result = api.run(plan, self.backend, self.model_meta, 0.0, None, self.deadline, self._on_event)
         meta = result.trace["meta"]
         stop = "max_tokens" if self.capped and not result.solved else result.stats.stop_reason
         meta["serve"] = {"trace_id": self.entry.id, "stop_reason": stop, "max_tokens": r.max_tokens}
