@@ -16,6 +16,8 @@ from typing import Any, Optional
 import typer
 from typer.core import TyperGroup
 
+from deliberate import plugins
+
 
 def parse_pairs(pairs: list[str], flag: str) -> dict[str, Any]:
     """``["openings=none", "max_depth=4"]`` as a dict; numbers and true/false are read as such."""
@@ -55,16 +57,16 @@ class DefaultCommandGroup(TyperGroup):
 bench_app = typer.Typer(
     cls=DefaultCommandGroup,
     no_args_is_help=True,
-    help="Benchmarks: 'bench TASK --data PATH' runs a grid (TASK: game24, gsm8k, math500, "
-    "prontoqa, bbh or generic); 'bench report FILE' summarizes results.",
+    help=f"Benchmarks: 'bench TASK --data PATH' runs a grid (TASK: {plugins.choices(plugins.DATASETS)}); "
+    "'bench report FILE' summarizes results.",
 )
 
 
 @bench_app.command("run")
 def bench_run(
-    task: str = typer.Argument(..., help="Dataset kind: game24, gsm8k, math500, prontoqa, bbh or generic."),
+    task: str = typer.Argument(..., help=f"Dataset kind: {plugins.choices(plugins.DATASETS)}."),
     data: Path = typer.Option(..., "--data", help="The dataset's folder or file (e.g. ../shared/datasets/game24)."),
-    strategy: list[str] = typer.Option(["bfs"], "--strategy", "-s", help="Strategy to run (repeatable)."),
+    strategy: list[str] = typer.Option(["bfs"], "--strategy", "-s", help=f"Strategy to run (repeatable): {plugins.choices(plugins.STRATEGIES)}."),
     think: list[str] = typer.Option(["15s"], "--think", "-t", help="Thinking time per question (repeatable)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Run this many items", show_default="all"),
     start: int = typer.Option(0, "--start", help="Skip this many items first."),
@@ -89,20 +91,21 @@ def bench_run(
     from rich.console import Console
 
     from deliberate.benchmarks import report, runner
+    from deliberate.progress import Progress
 
     console = Console(stderr=True)
-    progress = None if quiet else _Progress(console)
+    progress = None if quiet else Progress.for_bench(console)
     try:
         records = runner.run(
             task, data, strategies=strategy, thinks=think, limit=limit, start=start, seed=seed,
             model=model, out=out, verifier=not no_verifier, concurrency=concurrency, trace_dir=trace_dir,
-            options=opt, on_start=progress.start if progress else None,
+            options=opt, on_start=progress.start_bench if progress else None,
             backend_options={"n_seq_max": seqs} if seqs else None,
             settings={
                 "evaluator": evaluator, "mode": mode, "task_options": parse_pairs(task_opt, "--task-opt"),
                 "tools": False if no_tools else None,
             },
-            on_record=progress.update if progress else None,
+            on_record=progress.update_bench if progress else None,
         )
     except KeyboardInterrupt:
         if progress:
@@ -141,34 +144,6 @@ def bench_report(
     if plot is not None:
         report.plot(rows, plot)
         typer.echo(f"wrote {plot}", err=True)
-
-
-class _Progress:
-    """A progress bar on stderr with the ETA and the accuracy of this run's records."""
-
-    def __init__(self, console: Any) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("eta"),
-            TimeRemainingColumn(), TextColumn("{task.fields[accuracy]}"), console=console,
-        )
-        self.task: Any = None
-        self.done = self.correct = 0
-
-    def start(self, todo: int, skipped: int) -> None:
-        label = f"bench ({skipped} done before)" if skipped else "bench"
-        self.task = self.progress.add_task(label, total=todo, accuracy="")
-        self.progress.start()
-
-    def update(self, record: dict[str, Any]) -> None:
-        self.done += 1
-        self.correct += bool(record.get("correct"))
-        accuracy = f"accuracy {self.correct}/{self.done} ({self.correct / self.done:.0%})"
-        self.progress.update(self.task, advance=1, accuracy=accuracy)
-
-    def close(self) -> None:
-        self.progress.stop()
 
 
 # -- deliberate bench speed ----------------------------------------------------------------
@@ -289,7 +264,7 @@ def bench_serve(
 # -- deliberate bench judge ----------------------------------------------------------------
 @bench_app.command("judge")
 def bench_judge(
-    task: str = typer.Argument(..., help="Dataset kind: game24 (the only kind with exact ground truth for states)."),
+    task: str = typer.Argument(..., help="Dataset kind: game24 (exact ground truth) or gsm8k (rollouts to the gold answer)."),
     data: Path = typer.Option(..., "--data", help="The dataset's folder or file (e.g. ../shared/datasets/game24)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Run at most this many items", show_default="all"),
     start: int = typer.Option(0, "--start", help="Skip this many items first."),
@@ -299,6 +274,7 @@ def bench_judge(
     states: int = typer.Option(200, "--states", min=1, help="Collect this many distinct states, then stop."),
     seed: int = typer.Option(0, "--seed", help="Seed for the searches and the bootstrap."),
     resamples: int = typer.Option(1000, "--resamples", min=100, help="Bootstrap resamples per interval."),
+    rollouts: int = typer.Option(4, "--rollouts", min=1, help="gsm8k: sampled continuations per state; good if one reaches the gold answer."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path or http(s)://host:port/v1", show_default="the embedded model"),
     out: Path = typer.Option(Path("results/judge.json"), "--out", help="Write the summary, every state included, as JSON here."),
     save: bool = typer.Option(False, "--save", help="Also save the AUCs as this model's judge profile for the task."),
@@ -308,6 +284,7 @@ def bench_judge(
 
     from deliberate import profiles
     from deliberate.benchmarks import judge
+    from deliberate.progress import Progress
 
     console = Console(stderr=True)
     evaluators = judge.parse_evaluators(evaluator)
@@ -315,12 +292,12 @@ def bench_judge(
     out = judge.prepare_out(out)
     if save:
         profiles.read_profiles()  # a broken profile file fails now, not after the measurement
-    progress = judge.ProgressBar(console)
+    progress = Progress.for_stages(console)
     try:
         result = judge.measure(
             task, data, model=model, limit=limit, start=start, think=think, strategy=strategy,
-            evaluators=evaluators, states=states, seed=seed, resamples=resamples, need_sha256=save,
-            on_progress=progress.update,
+            evaluators=evaluators, states=states, seed=seed, resamples=resamples, rollouts=rollouts, need_sha256=save,
+            on_progress=progress.update_stage,
         )
     finally:
         progress.close()

@@ -9,11 +9,13 @@ Three steps:
    collecting never asks the judge. Every node of each graph that is neither the root
    nor terminal is a state, once per task key (the first time it is reached), with its
    depth, until ``--states`` states are collected; no further item is run after that.
-2. **Label** each state with ground truth that no search sees. Game of 24 only: a
-   state is good when the numbers it has left can still make 24, decided exactly by a
-   brute-force solver over Fractions (``solvable``, here and nowhere else). Other
-   tasks are refused with a ``UsageError``: their ground truth would be whether
-   rollouts from the state reach the gold answer, which is not implemented.
+2. **Label** each state with ground truth that no search sees. Game of 24: a state
+   is good when the numbers it has left can still make 24, decided exactly by a
+   brute-force solver over Fractions (``solvable``, here and nowhere else). GSM8K: a
+   state is good when one of ``rollouts`` sampled continuations from it (temperature
+   0.7, the calculator on as the task has it) reaches the gold answer, by the
+   dataset's own rule (``label_by_rollouts``): an estimate, not a proof, so a "bad"
+   state is one where the model found no way on in that many tries.
 3. **Judge** each state as the search does. ``value``: the task's value prompt,
    ``score_labels`` over its labels, ``label_probs`` and ``label_value`` (batched, 16
    prompts a call). ``vote``: the state's siblings in its graph (the non-terminal
@@ -53,7 +55,9 @@ MIN_CLASS = 10  # fewer states than this of either class: no AUC
 BATCH = 16  # prompts per score_labels call
 VOTE_SIZE = 20  # the most siblings in one vote, as the search votes
 # Dataset kinds whose states have exact ground truth here, and the names of their classes.
-SUPPORTED = {"game24": ("solvable", "unsolvable")}
+SUPPORTED = {"game24": ("solvable", "unsolvable"), "gsm8k": ("reaches the gold answer", "does not")}
+ROLLOUTS = 4  # sampled continuations per state, for tasks labelled by rollouts
+ROLLOUT_TOKENS = 256
 
 Row = dict[str, Any]  # {"good", "bad", "auc", "low", "high"}
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -91,6 +95,50 @@ def _label_game24(state: Mapping[str, Any]) -> bool:
 
 
 LABELERS: dict[str, Callable[[Mapping[str, Any]], bool]] = {"game24": _label_game24}
+
+
+# -- ground truth: GSM8K by rollouts to the gold answer --------------------------------------------
+
+
+def label_by_rollouts(
+    backend: Any, task: Task, kind: str, reached: Sequence[Reached], items: Mapping[str, Any], *,
+    rollouts: int = ROLLOUTS, seed: int = 0, batch: int = BATCH, on_progress: Progress | None = None,
+) -> None:
+    """Set ``good`` on each state: whether one of ``rollouts`` sampled continuations
+    from it reaches its item's gold answer (``score``, the dataset's rule)."""
+    from deliberate.backends.base import GenerateRequest, derive_seed, generate_with_tools
+    from deliberate.benchmarks.datasets import score
+
+    deadline = Deadline(getattr(backend, "clock", None) or MonotonicClock())  # no time limit
+    tools = getattr(task, "call_syntax", None) if getattr(task, "tools", False) else None
+    for start in range(0, len(reached), batch):
+        chunk = reached[start : start + batch]
+        requests = [
+            GenerateRequest(
+                prompt=task.step_prompt(r.question, r.state).render(), n=rollouts, max_tokens=ROLLOUT_TOKENS,
+                stop=("\n\n", "\nQuestion:"), temperature=0.7, seed=derive_seed(seed, start + i), tools=tools,
+            )
+            for i, r in enumerate(chunk)
+        ]
+        for r, samples in zip(chunk, generate_with_tools(backend, requests, deadline)):
+            answers = [_rollout_answer(task, r, sample.text) for sample in samples]
+            r.good = any(score(kind, answer, items[r.item]) for answer in answers if answer is not None)
+        if on_progress:
+            on_progress("label", min(start + batch, len(reached)), len(reached))
+
+
+def _rollout_answer(task: Task, r: Reached, text: str) -> str | None:
+    """The answer a continuation reaches: its steps parsed as the search parses them,
+    up to the first that ends the chain."""
+    state = r.state
+    for line in text.splitlines():
+        step = task.parse_step(r.question, state, line, verify=False)
+        if step is None:
+            continue
+        state = step.state
+        if task.is_terminal(state):
+            return task.answer(r.question, state)
+    return None
 
 
 # -- AUC and its interval ---------------------------------------------------------------------
@@ -324,8 +372,8 @@ def parse_evaluators(text: str) -> list[str]:
 def check_supported(kind: str) -> None:
     if kind not in SUPPORTED:
         raise UsageError(
-            f"bench judge supports game24 only (got {kind!r}): it needs exact ground truth for every state, "
-            "and rollouts to the gold answer for other tasks are not implemented"
+            f"bench judge supports {' and '.join(SUPPORTED)} (got {kind!r}): it needs ground truth for every "
+            "state, exact for game24 and by rollouts to the gold answer for gsm8k"
         )
 
 
@@ -355,6 +403,7 @@ def measure(
     seed: int = 0,
     resamples: int = 1000,
     batch: int = BATCH,
+    rollouts: int = ROLLOUTS,
     need_sha256: bool = False,
     on_progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -378,6 +427,8 @@ def measure(
         raise UsageError(f"--states must be at least 1, got {states}")
     if resamples < 1:
         raise UsageError(f"--resamples must be at least 1, got {resamples}")
+    if rollouts < 1:
+        raise UsageError(f"--rollouts must be at least 1, got {rollouts}")
     strategies.make(strategy)  # an unknown strategy fails before the model loads
     budget = parse_duration(think)
     items = load(kind, data, start=start, limit=limit)
@@ -397,9 +448,13 @@ def measure(
             items, backend, task, strategy=strategy, think=budget, seed=seed, states=states, on_progress=on_progress
         )
         collected = time.perf_counter()
-        labeler = LABELERS[kind]
-        for r in reached:
-            r.good = labeler(r.state)
+        if kind in LABELERS:
+            for r in reached:
+                r.good = LABELERS[kind](r.state)
+        else:
+            by_id = {item.id: item for item in items}
+            label_by_rollouts(backend, task, kind, reached, by_id, rollouts=rollouts, seed=seed, batch=batch,
+                              on_progress=on_progress)  # fmt: skip
         deadline = Deadline(getattr(backend, "clock", None) or MonotonicClock())  # no time limit
         if "value" in evaluators:
             for r, value in zip(reached, score_values(backend, task, reached, deadline, batch=batch, on_progress=on_progress)):
@@ -429,6 +484,7 @@ def measure(
         "states_wanted": states,
         "states": len(reached),
         "resamples": resamples,
+        "labels": "exact" if kind in LABELERS else f"{rollouts} rollouts to the gold answer",
         "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": {"collect": round(collected - began, 3), "judge": round(judged - collected, 3)},
         "evaluators": {name: rows(reached, name, seed=seed, resamples=resamples) for name in evaluators},
@@ -512,31 +568,3 @@ def render(result: Mapping[str, Any]) -> Any:
 
 def _cells(row: Mapping[str, Any]) -> list[str]:
     return [str(row["good"]), str(row["bad"]), format_auc(row)]
-
-
-class ProgressBar:
-    """One rich progress bar per stage (collect, value, vote), on the given console."""
-
-    NAMES = {"collect": "collecting states", "value": "judging: value", "vote": "judging: vote"}
-
-    def __init__(self, console: Any) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
-        )
-        self.tasks: dict[str, Any] = {}
-        self.started = False
-
-    def update(self, stage: str, done: int, total: int) -> None:
-        if not self.started:
-            self.progress.start()
-            self.started = True
-        if stage not in self.tasks:
-            self.tasks[stage] = self.progress.add_task(self.NAMES.get(stage, stage), total=total)
-        self.progress.update(self.tasks[stage], completed=done, total=total)
-
-    def close(self) -> None:
-        if self.started:
-            self.progress.stop()
-

@@ -17,6 +17,7 @@ from typing import Any, Optional
 import typer
 
 from deliberate.benchmarks.cli import bench_app
+from deliberate import plugins
 from deliberate.errors import DeliberateError
 
 app = typer.Typer(
@@ -40,8 +41,8 @@ def _err(message: str) -> None:
 def solve(
     question: Optional[str] = typer.Argument(None, help="The question; omit it with --resume."),
     think: str = typer.Option("30s", "--think", "-t", help="Thinking time: 500ms, 8s, 2m, 1h, seconds, or none (needs --max-nodes)."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="cot, best-of-n, self-consistency, bfs, dfs, beam or mcts", show_default="bfs"),
-    task: Optional[str] = typer.Option(None, "--task", help="auto, generic, game24 or math", show_default="auto"),
+    strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help=plugins.choices(plugins.STRATEGIES), show_default="bfs"),
+    task: Optional[str] = typer.Option(None, "--task", help=plugins.choices(plugins.TASKS, first=["auto"]), show_default="auto"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path or http(s)://host:port/v1", show_default="$DELIBERATE_MODEL, else the embedded model"),
     trace: Optional[Path] = typer.Option(None, "--trace", help="Write the full search trace (JSON) here."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for sampling; the same seed and --max-nodes give the same tree."),
@@ -68,6 +69,7 @@ def solve(
     from deliberate.clock import Deadline
     from deliberate.duration import parse_budget
     from deliberate.errors import DurationError, UsageError
+    from deliberate.progress import Progress
 
     budget = parse_budget(think)
     if budget is None and max_nodes is None:
@@ -83,14 +85,14 @@ def solve(
         backend_options["exact_batching"] = True
     target = trace if trace is not None else resume
     deadline = Deadline.after(None)
-    progress = None if quiet or not sys.stderr.isatty() else _Progress(budget)
+    progress = None if quiet or not sys.stderr.isatty() else Progress.for_search(budget)
     live = None
     if view:
         from deliberate.viewer.live import LiveView
 
         live = LiveView(question=question)
         _err(f"live view: {live.start()}")
-    listeners = [f for f in (progress.update if progress else None, live.on_event if live else None) if f]
+    listeners = [f for f in (progress.update_search if progress else None, live.on_event if live else None) if f]
     try:
         with _interrupts(deadline):
             result = run_think(
@@ -256,36 +258,6 @@ def plugins_list() -> None:
 
     for line in plugins.report_lines():
         typer.echo(line)
-
-
-class _Progress:
-    """A live status line on stderr, fed by search events."""
-
-    def __init__(self, budget: float | None) -> None:
-        from rich.console import Console
-        from rich.live import Live
-
-        self.budget = budget
-        self.nodes = 1
-        self.best: float | None = None
-        self.live = Live(console=Console(stderr=True), transient=True, refresh_per_second=8)
-        self.live.start()
-
-    def update(self, event: dict[str, Any]) -> None:
-        if event["type"] == "expand":
-            self.nodes += sum(len(group) for group in event["children"])
-        if event["type"] == "evaluate" and event["values"]:
-            top = max(event["values"])
-            self.best = top if self.best is None else max(self.best, top)
-        if event["type"] == "verify" and event["ok"]:
-            self.best = 1.0
-        elapsed = event["t"]
-        best = "-" if self.best is None else f"{self.best:.2f}"
-        left = "no time limit" if self.budget is None else f"{max(0.0, self.budget - elapsed):5.1f}s left"
-        self.live.update(f"thinking {elapsed:5.1f}s · {left} · {self.nodes} nodes · best value {best}")
-
-    def close(self) -> None:
-        self.live.stop()
 
 
 class _interrupts:

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -327,3 +327,9 @@ def report_lines() -> list[str]:
             if row.problem:
                 lines.append(f"   {' ' * width}{row.problem}")
     return lines
+
+
+def choices(registry: Registry, *, first: Sequence[str] = ()) -> str:
+    """"a, b or c": the names a registry offers (plugins included), for help texts."""
+    names = [*first, *registry.names()]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]

@@ -275,10 +275,35 @@ def test_save_writes_a_profile_the_search_can_read(data: Path, tmp_path: Path, m
 
 def test_other_tasks_and_bad_evaluators_are_refused(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     made: list[ScriptedBackend] = []
-    run = invoke(["gsm8k", "--data", str(data), "--out", str(tmp_path / "j.json")], monkeypatch, made)
-    assert isinstance(run.exception, UsageError) and "bench judge supports game24 only" in str(run.exception)
+    run = invoke(["math500", "--data", str(data), "--out", str(tmp_path / "j.json")], monkeypatch, made)
+    assert isinstance(run.exception, UsageError) and "bench judge supports game24 and gsm8k" in str(run.exception)
     run = invoke(["game24", "--data", str(data), "--evaluator", "none", "--out", str(tmp_path / "j.json")], monkeypatch, made)
     assert isinstance(run.exception, UsageError) and "value, vote or both" in str(run.exception)
     with pytest.raises(UsageError, match="unknown strategy"):
         judge.measure("game24", data, model=backend(), strategy="nope")
     assert made == []  # nothing was opened
+
+
+def test_gsm8k_states_are_labelled_by_rollouts_to_the_gold_answer(fake_clock) -> None:
+    """A state is good when one of its sampled continuations reaches the gold answer."""
+    from deliberate.benchmarks.datasets import Item
+
+    question = "Natalia sold 48 clips in April and half as many in May. How many in all?"
+    task = make_task("math", tools=False)  # continuations through the calculator: tests/test_tools.py
+
+    def respond(prompt: str, request, seed: int) -> str:
+        if "Step: May is 48 / 2" in prompt:  # on the right track: half the rollouts finish it
+            return "Step: 48 + 24 = <<48+24=72>>72.\nAnswer: 72\n" if seed % 2 else "Answer: 70\n"
+        return "Step: 48 * 2 = <<48*2=96>>96.\nAnswer: 96\n"
+
+    scripted = ScriptedBackend(respond, clock=fake_clock)
+    right = {"steps": ["May is 48 / 2 = <<48/2=24>>24 clips."], "answer": None}
+    wrong = {"steps": ["May is 48 * 2 = <<48*2=96>>96 clips."], "answer": None}
+    reached = [judge.Reached(f"k{i}", 1, "test:1", question, state, None) for i, state in enumerate([right, wrong, right])]
+    items = {"test:1": Item("test:1", question, "72", "math")}
+    judge.label_by_rollouts(scripted, task, "gsm8k", reached, items, rollouts=4, batch=2)
+    assert [r.good for r in reached] == [True, False, True]
+    prompts = [p for kind, p in scripted.history if kind == "generate"]
+    assert len(prompts) >= 2  # batched: two calls for three states, each asking 4 rollouts (more with tool rounds)
+    with pytest.raises(UsageError, match="--rollouts"):
+        judge.measure("gsm8k", "unused", model=scripted, rollouts=0)
