@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import os
 import subprocess
 import sys
@@ -388,6 +389,29 @@ def test_the_example_plugin_thinks_in_process(installed, monkeypatch):
     ]
 
 
+# The same player for the example's function backend, respond(prompt, seed) -> text. It
+# is asked for judgements too (the backend's slow label scoring samples its replies).
+FUNCTION_MODEL = PARITY_MODEL.replace("def respond(prompt, request, seed):", "def play(prompt, request, seed):") + r'''
+
+def respond(prompt, seed):
+    return " likely" if prompt.rstrip().endswith(("Judgement:", "is")) else play(prompt, None, seed)
+'''
+
+
+def test_the_readme_shows_the_examples_code_exactly():
+    """README "Extending": each Python block is a piece of examples/plugin, verbatim, so
+    the tests that install and run the example run what the README shows."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Extending") : readme.index("## Development")]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    source = (EXAMPLE / "deliberate_example.py").read_text(encoding="utf-8")
+    assert len(blocks) == 3  # a strategy, a task, a backend
+    for block in blocks:
+        assert block in source, block[:80]
+    sizes = [len(block.strip().splitlines()) for block in blocks]
+    assert sizes[0] <= 40 and sizes[1] <= 45 and sizes[2] <= 35, sizes  # about 30, 40 and 30 lines
+
+
 INSTALLED_SCRIPT = PARITY_MODEL + r'''
 import json
 import deliberate
@@ -396,9 +420,13 @@ from deliberate.backends.scripted import ScriptedBackend
 
 result = deliberate.think("Is the sum of 2 4 7 even or odd?", task="parity", strategy="greedy-first",
                           model=ScriptedBackend(respond), think=5)
+by_function = deliberate.think("Is the sum of 2 4 7 even or odd?", task="parity", strategy="greedy-first",
+                               model="function:parity_model:respond", think=5)
 print(json.dumps({
     "answer": result.answer, "solved": result.solved, "stop": result.stats.stop_reason,
     "strategy": plugins.STRATEGIES.entry("greedy-first").origin, "task": plugins.TASKS.entry("parity").origin,
+    "backend": plugins.BACKENDS.entry("function").origin,
+    "function": [by_function.answer, by_function.solved, by_function.trace["meta"]["backend"]["backend"]],
 }))
 '''
 
@@ -435,10 +463,28 @@ def test_the_example_plugin_installs_into_a_fresh_venv_and_thinks(tmp_path):
     run("-m", "pip", "--python", python, "install", "--no-deps", "--no-build-isolation", "--no-index",
         "--no-cache-dir", "--disable-pip-version-check", "--no-input", "--quiet", EXAMPLE, interpreter=Path(sys.executable))
 
+    (site_packages / "parity_model.py").write_text(FUNCTION_MODEL)  # the function backend's "model"
     outcome = json.loads(run("-c", INSTALLED_SCRIPT).stdout.strip().splitlines()[-1])
     assert outcome == {
         "answer": "odd", "solved": True, "stop": "solved",
         "strategy": "plugin deliberate-example 0.1.0", "task": "plugin deliberate-example 0.1.0",
+        "backend": "plugin deliberate-example 0.1.0", "function": ["odd", True, "FunctionBackend"],
     }
     listing = run("-m", "deliberate", "plugins").stdout
-    assert "greedy-first" in listing and "parity" in listing and " !" not in listing
+    assert "greedy-first" in listing and "parity" in listing and "function" in listing and " !" not in listing
+    solved = run("-m", "deliberate", "solve", "Is the sum of 3 8 5 even or odd?", "--task", "parity",
+                 "--strategy", "greedy-first", "--model", "function:parity_model:respond", "--think", "5s")
+    assert solved.stdout.strip() == "even"
+    for command in (("solve", "--help"), ("bench", "game24", "--help")):
+        shown = run("-m", "deliberate", *command).stdout
+        assert "greedy-first" in shown, command
+    assert "parity" in run("-m", "deliberate", "bench", "--help").stdout  # the dataset kind
+    questions = tmp_path / "parity.txt"
+    questions.write_text("Is the sum of 1 2 even or odd?\nIs the sum of 2 2 4 even or odd?\n")
+    out = tmp_path / "parity.jsonl"
+    run("-m", "deliberate", "bench", "parity", "--data", questions, "--strategy", "greedy-first",
+        "--model", "function:parity_model:respond", "--think", "5s", "--quiet", "--out", out)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["id"], r["gold"], r["answer"], r["correct"]) for r in records] == [
+        ("parity.txt:1", "odd", "odd", True), ("parity.txt:2", "even", "even", True),
+    ]

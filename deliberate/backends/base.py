@@ -11,6 +11,10 @@ Everything a backend returns is plain data, so the search never sees llama.cpp o
 
 from __future__ import annotations
 
+import math
+import re
+import zlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -95,6 +99,80 @@ class Backend(Protocol):
     # Optional: ``generate_with_tools(requests, deadline)``, generation in which each
     # request's ``tools`` calls run inside the text. Without it, ``generate_with_tools``
     # below runs them through ``continue_after_tools``: plain ``generate`` calls.
+
+
+class BaseBackend:
+    """A backend with every optional part given a default. Subclass it and write
+    ``generate``; the rest is optional:
+
+    - ``score_labels``: the slow path here counts which label ``LABEL_SAMPLES`` short
+      samples of each prompt begin with (add-one smoothed log-frequencies). A backend
+      that can read log-probabilities should override it.
+    - ``generate_with_tools``: tool calls through continuation requests
+      (``continue_after_tools``).
+    - ``format_chat``: refused (no chat template); ``describe``: the class name;
+      ``close``: nothing to free.
+    """
+
+    LABEL_SAMPLES = 8
+    LABEL_TOKENS = 3  # a label such as " impossible" may take a few tokens to appear
+
+    @property
+    def stats(self) -> BackendStats:
+        """Running totals; made on first use, so a subclass need not call ``__init__``."""
+        if "_stats" not in self.__dict__:
+            self.__dict__["_stats"] = BackendStats()
+        return self.__dict__["_stats"]
+
+    @stats.setter
+    def stats(self, value: BackendStats) -> None:
+        self.__dict__["_stats"] = value
+
+    def generate(self, requests: Sequence[GenerateRequest], deadline: Deadline) -> list[list[Sample]]:
+        raise NotImplementedError(f"{type(self).__name__} must implement generate")
+
+    def score_labels(
+        self, prompts: Sequence[str], labels: Sequence[str], deadline: Deadline, *, special: bool = False
+    ) -> list[dict[str, float]]:
+        """Label log-probabilities estimated from samples (the slow path; see the class)."""
+        requests = [
+            GenerateRequest(prompt, n=self.LABEL_SAMPLES, max_tokens=self.LABEL_TOKENS, temperature=1.0, top_k=0,
+                            top_p=1.0, seed=zlib.crc32(prompt.encode()), special=special)  # fmt: skip
+            for prompt in prompts
+        ]
+        results = []
+        for samples in self.generate(requests, deadline) if requests else []:
+            texts = [s.text for s in samples if s.finish_reason not in ("deadline", "context")]
+            results.append(sampled_label_logprobs(texts, labels) if texts else {})
+            self.stats.scored_prompts += bool(texts)
+        return results
+
+    def generate_with_tools(self, requests: Sequence[GenerateRequest], deadline: Deadline) -> list[list[Sample]]:
+        return continue_after_tools(self, requests, deadline)
+
+    def format_chat(self, messages: Sequence[dict[str, str]]) -> str:
+        from deliberate.errors import BackendError
+
+        raise BackendError(f"{type(self).__name__} has no chat template; use a completion-style task")
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": type(self).__name__}
+
+    def close(self) -> None:
+        pass
+
+
+def sampled_label_logprobs(texts: Sequence[str], labels: Sequence[str]) -> dict[str, float]:
+    """Smoothed log-frequencies of the labels that ``texts`` start with, as whole words.
+
+    Add-one smoothing keeps a label never drawn finite and below every label drawn.
+    """
+    patterns = {label: re.compile(re.escape(label.strip()) + r"(?!\w)") for label in labels if label.strip()}
+    counts = Counter(
+        next((label for label, pattern in patterns.items() if pattern.match(text.strip())), None)
+        for text in texts
+    )
+    return {label: math.log((counts[label] + 1) / (len(texts) + len(labels))) for label in labels}
 
 
 _MASK64 = (1 << 64) - 1

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from deliberate.backends.base import BackendStats, GenerateRequest, Sample, cut_at_stop, derive_seed
+from deliberate.backends.base import BackendStats, BaseBackend, GenerateRequest, Sample, cut_at_stop, derive_seed
 from deliberate.clock import Deadline, FakeClock
 
 # A response function sees the prompt, the request and the sample's own seed.
@@ -30,7 +30,7 @@ def uniform_scores(prompt: str, labels: Sequence[str]) -> dict[str, float]:
     return {label: -1.0986 for label in labels}
 
 
-class ScriptedBackend:
+class ScriptedBackend(BaseBackend):
     """Queued texts are served first (``enqueue``); then ``respond`` is asked.
 
     ``history`` records every call as ``("generate" | "score", prompt)``.

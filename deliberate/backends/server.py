@@ -22,7 +22,6 @@ import re
 import threading
 import time
 import zlib
-from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
@@ -30,7 +29,7 @@ from typing import Any, TypeVar
 import httpx
 import tenacity
 
-from deliberate.backends.base import BackendStats, GenerateRequest, Sample, cut_at_stop, derive_seed
+from deliberate.backends.base import BackendStats, BaseBackend, GenerateRequest, Sample, cut_at_stop, derive_seed, sampled_label_logprobs
 from deliberate.clock import Deadline
 from deliberate.errors import BackendError, ContextOverflowError, ServerError
 
@@ -132,20 +131,7 @@ def label_logprobs(top: dict[str, float], labels: Sequence[str]) -> dict[str, fl
     return scores
 
 
-def sampled_label_logprobs(texts: Sequence[str], labels: Sequence[str]) -> dict[str, float]:
-    """Smoothed log-frequencies of the labels that ``texts`` start with, as whole words.
-
-    Add-one smoothing keeps a label never drawn finite and below every label drawn.
-    """
-    patterns = {label: re.compile(re.escape(label.strip()) + r"(?!\w)") for label in labels if label.strip()}
-    counts = Counter(
-        next((label for label, pattern in patterns.items() if pattern.match(text.strip())), None)
-        for text in texts
-    )
-    return {label: math.log((counts[label] + 1) / (len(texts) + len(labels))) for label in labels}
-
-
-class ServerBackend:
+class ServerBackend(BaseBackend):
     """Generation and label scoring over an OpenAI-compatible ``/v1`` HTTP API."""
 
     def __init__(

@@ -108,6 +108,69 @@ class Task(Protocol):
     # the search can add a move no sample proposed; it marks that child "enumerated".
 
 
+class BaseTask:
+    """A task with every optional part given a default. Subclass it and write the
+    five required methods: ``root``, ``step_prompt``, ``parse_step``, ``is_terminal``
+    and ``answer``. States must be JSON-ready dicts with a ``steps`` list.
+
+    The defaults: steps are sampled one line at a time (no proposal prompt), with one
+    empty opening; a state's key is its steps, lower-cased; nothing is verified; the
+    judge's value and vote prompts are the generic task's, with the question and every
+    step quoted inside a fence that no text can close. Override any of them.
+    """
+
+    name = "task"
+    mode: Literal["propose", "sample"] = "sample"
+    labels: dict[str, float] = VALUE_LABELS
+    step_stop: tuple[str, ...] = ("\n",)
+    step_tokens = 64
+    propose_tokens = 0
+    max_depth = 10
+
+    # -- required ----------------------------------------------------------------
+    def root(self, question: str) -> State:
+        raise NotImplementedError
+
+    def step_prompt(self, question: str, state: State) -> Prompt:
+        raise NotImplementedError
+
+    def parse_step(self, question: str, state: State, text: str, *, verify: bool) -> Step | None:
+        raise NotImplementedError
+
+    def is_terminal(self, state: State) -> bool:
+        raise NotImplementedError
+
+    def answer(self, question: str, state: State) -> str | None:
+        raise NotImplementedError
+
+    # -- optional ----------------------------------------------------------------
+    def key(self, state: State) -> str:
+        return "\n".join(" ".join(str(step).lower().split()) for step in state["steps"])
+
+    def propose_prompt(self, question: str, state: State) -> Prompt | None:
+        return None
+
+    def parse_proposals(self, question: str, state: State, text: str, *, verify: bool) -> list[Step]:
+        steps = (self.parse_step(question, state, line, verify=verify) for line in text.splitlines())
+        return [step for step in steps if step is not None]
+
+    def openings(self, state: State) -> list[str]:
+        return [""]
+
+    def verify(self, question: str, state: State) -> bool | None:
+        return None
+
+    def value_prompt(self, question: str, state: State) -> Prompt:
+        from deliberate.tasks.generic import GenericTask
+
+        return GenericTask.value_prompt(self, question, state)  # type: ignore[arg-type]
+
+    def vote_prompt(self, question: str, state: State, candidates: Sequence[str]) -> Prompt:
+        from deliberate.tasks.generic import GenericTask
+
+        return GenericTask.vote_prompt(self, question, state, candidates)  # type: ignore[arg-type]
+
+
 def pending_openings(openings: Sequence[str], moves: Sequence[str], done: Sequence[str]) -> list[str]:
     """The openings under which some move is not yet done.
 

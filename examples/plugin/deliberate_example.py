@@ -1,4 +1,5 @@
-"""An example deliberate plugin: the "greedy-first" strategy and the "parity" task.
+"""An example deliberate plugin: the "greedy-first" strategy, the "parity" task and
+the "function" backend.
 
 Its pyproject.toml names them in deliberate's entry-point groups::
 
@@ -8,20 +9,32 @@ Its pyproject.toml names them in deliberate's entry-point groups::
     [project.entry-points."deliberate.tasks"]
     parity = "deliberate_example:ParityTask"
 
-Once installed, ``--strategy greedy-first`` and ``--task parity`` work like the
-built-ins, in the CLI, in ``deliberate.think`` and in ``deliberate serve``.
+    [project.entry-points."deliberate.backends"]
+    function = "deliberate_example:function_backend"
+
+    [project.entry-points."deliberate.datasets"]
+    parity = "deliberate_example:PARITY"
+
+Once installed, ``--strategy greedy-first``, ``--task parity``, ``--model
+function:MODULE:NAME`` and ``deliberate bench parity --data FILE`` work like the
+built-ins, in the CLI, in ``deliberate.think`` and in ``deliberate serve``. The README's "Extending" section shows the three pieces
+below; a test checks that it shows them exactly as they are here.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
 
+from deliberate.backends.base import BaseBackend, GenerateRequest, Sample, cut_at_stop, derive_seed
+from deliberate.benchmarks.datasets import Dataset, Item
+from deliberate.clock import Deadline
 from deliberate.errors import QuestionError
 from deliberate.search import Search, SearchConfig
-from deliberate.tasks.base import VALUE_LABELS, Prompt, State, Step, vote_labels
+from deliberate.tasks.base import BaseTask, Prompt, State, Step
 
 # -- the strategy: always expand the single most promising state ---------------------------
 
@@ -67,93 +80,84 @@ class GreedyFirst:
 
 
 # -- the task: is the sum of some numbers even or odd? --------------------------------------
-
 INSTRUCTION = "Add the numbers one at a time. Write each step as: total so far + next number = new total."
 EXAMPLES = "Numbers left: 4 7\nTotal: 0\nStep: 0 + 4 = 4\n\nNumbers left: 7\nTotal: 4\nStep: 4 + 7 = 11\n\n"
-_STEP = re.compile(r"^\s*(-?\d+)\s*\+\s*(-?\d+)\s*=\s*(-?\d+)\s*\.?\s*$")
+STEP = re.compile(r"^\s*(-?\d+)\s*\+\s*(-?\d+)\s*=\s*(-?\d+)\s*\.?\s*$")
 
 
-class ParityTask:
-    """Whether the sum of the numbers in the question is even or odd, one addition a step.
-
-    A state is the total so far and the numbers left. With the verifier on, a step
-    whose sum is wrong is rejected, and the final answer is checked against the
-    question's own numbers.
-    """
+class ParityTask(BaseTask):
+    """Whether the sum of the question's numbers is even or odd, one addition a step."""
 
     name = "parity"
-    mode: Literal["propose", "sample"] = "sample"
-    labels = VALUE_LABELS
-    step_stop = ("\n",)
     step_tokens = 16
-    propose_tokens = 0
     max_depth = 64
 
-    # -- states ----------------------------------------------------------------
     def root(self, question: str) -> State:
-        numbers = _numbers(question)
-        if not numbers:
-            raise QuestionError("the parity task needs a question with whole numbers in it")
-        if len(numbers) > self.max_depth:
-            raise QuestionError(f"the parity task adds at most {self.max_depth} numbers, got {len(numbers)}")
+        numbers = [int(n) for n in re.findall(r"-?\d+", question)]
+        if not 0 < len(numbers) <= self.max_depth:
+            raise QuestionError(f"the parity task needs 1 to {self.max_depth} whole numbers in the question")
         return {"steps": [], "left": numbers, "total": 0}
 
-    def key(self, state: State) -> str:
-        return f"{state['total']}|{' '.join(map(str, state['left']))}"
-
-    def is_terminal(self, state: State) -> bool:
-        return not state["left"] or len(state["steps"]) >= self.max_depth
-
-    def answer(self, question: str, state: State) -> str | None:
-        if state["left"]:
-            return None
-        return "even" if state["total"] % 2 == 0 else "odd"
-
-    def verify(self, question: str, state: State) -> bool | None:
-        truth = "even" if sum(_numbers(question)) % 2 == 0 else "odd"
-        return self.answer(question, state) == truth
-
-    # -- generating steps ------------------------------------------------------
-    def propose_prompt(self, question: str, state: State) -> Prompt | None:
-        return None  # one step at a time
-
-    def parse_proposals(self, question: str, state: State, text: str, *, verify: bool) -> list[Step]:
-        steps = (self.parse_step(question, state, line, verify=verify) for line in text.splitlines())
-        return [step for step in steps if step is not None]
-
     def step_prompt(self, question: str, state: State) -> Prompt:
-        return Prompt(INSTRUCTION, EXAMPLES, f"{_show(state)}Step:")
-
-    def openings(self, state: State) -> list[str]:
-        return [""]
+        left = " ".join(map(str, state["left"]))
+        return Prompt(INSTRUCTION, EXAMPLES, f"Numbers left: {left}\nTotal: {state['total']}\nStep:")
 
     def parse_step(self, question: str, state: State, text: str, *, verify: bool) -> Step | None:
-        match = _STEP.match(text.strip().splitlines()[0] if text.strip() else "")
+        match = STEP.match(text.strip().split("\n")[0])
         if not match or not state["left"]:
             return None
-        total, number, claimed = (int(group) for group in match.groups())
-        if total != state["total"] or number != state["left"][0]:
-            return None  # a step about some other state
-        if verify and claimed != total + number:
-            return None  # the verifier checks every addition
+        total, number, claimed = map(int, match.groups())
+        if (total, number) != (state["total"], state["left"][0]) or (verify and claimed != total + number):
+            return None  # a step about another state, or (with the verifier) a wrong sum
         thought = f"{total} + {number} = {claimed}"
         return Step(thought, {"steps": [*state["steps"], thought], "left": state["left"][1:], "total": claimed})
 
-    # -- judging ---------------------------------------------------------------
-    def value_prompt(self, question: str, state: State) -> Prompt:
-        steps = "".join(f"{s}\n" for s in state["steps"]) or "(none yet)\n"
-        query = f"Numbers: {' '.join(map(str, _numbers(question)))}\nSteps:\n{steps}"
-        return Prompt("Judge whether every addition so far is right: sure, likely or impossible.", "", query, "Judgement:")
+    def is_terminal(self, state: State) -> bool:
+        return not state["left"]
 
-    def vote_prompt(self, question: str, state: State, candidates: Sequence[str]) -> Prompt:
-        letters = [label.strip() for label in vote_labels(len(candidates))]
-        listed = "".join(f"{letter}: {c}\n" for letter, c in zip(letters, candidates))
-        return Prompt("Choose the right next addition.", "", f"{_show(state)}Candidates:\n{listed}", "The best candidate is")
+    def answer(self, question: str, state: State) -> str | None:
+        return None if state["left"] else ("even" if state["total"] % 2 == 0 else "odd")
+
+    def verify(self, question: str, state: State) -> bool | None:  # optional: check a final answer exactly
+        return self.answer(question, state) == ("even", "odd")[sum(self.root(question)["left"]) % 2]
 
 
-def _numbers(question: str) -> list[int]:
-    return [int(n) for n in re.findall(r"-?\d+", question)]
+# -- the backend: any Python function as a model ---------------------------------------------
+class FunctionBackend(BaseBackend):
+    """A function ``respond(prompt, seed) -> text`` as the model: a rule-based player, a
+    client for some API, a replay of saved answers. ``--model function:MODULE:NAME``."""
+
+    def __init__(self, respond: Callable[[str, int], str]) -> None:
+        self.respond = respond
+
+    def generate(self, requests: Sequence[GenerateRequest], deadline: Deadline) -> list[list[Sample]]:
+        results = []
+        for request in requests:
+            samples = []
+            for i in range(request.n):
+                if deadline.expired():
+                    samples.append(Sample("", 0, 0, "deadline"))
+                    continue
+                text, stopped = cut_at_stop(self.respond(request.prompt, derive_seed(request.seed, i)), request.stop)
+                samples.append(Sample(text, len(request.prompt.split()), len(text.split()), "stop" if stopped else "length"))
+            results.append(samples)
+        return results
 
 
-def _show(state: State) -> str:
-    return f"Numbers left: {' '.join(map(str, state['left']))}\nTotal: {state['total']}\n"
+def function_backend(model: str, **params: object) -> FunctionBackend:
+    module, _, name = model.rpartition(":")
+    return FunctionBackend(getattr(importlib.import_module(module), name))
+
+
+# -- the dataset: one question per line, for ``deliberate bench parity --data FILE.txt`` ----------
+def read_parity(path: Path) -> list[Item]:
+    """Every non-blank line is a question; its gold answer is the parity of its numbers."""
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    return [
+        Item(f"{path.name}:{number}", line, ("even", "odd")[sum(map(int, re.findall(r"-?\d+", line))) % 2], "parity")
+        for number, line in enumerate(lines, 1)
+        if line
+    ]
+
+
+PARITY = Dataset(read_parity, lambda answer, gold: answer.strip().lower() == gold, pattern="*.txt")
