@@ -2,6 +2,10 @@
 
 Requests go to ``POST /completions`` from a thread pool, so that many search branches
 are in flight at once and the server can batch them (llama_cpp.server queues them).
+This module maps the search's requests onto the OpenAI completions protocol; the
+HTTP layer under it (retries within the deadline, httpx errors turned into
+deliberate's, finding the ``/v1`` base) is ``deliberate.backends.http``.
+
 Servers differ; the differences are found at run time and recorded in ``stats.extra``:
 
 - ``n_fallback``: the server ignores or refuses ``n > 1`` (llama_cpp.server returns one
@@ -18,7 +22,6 @@ prompt, so ``special=False`` cannot be honoured over HTTP.
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 import zlib
@@ -27,66 +30,18 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 import httpx
-import tenacity
 
 from deliberate.backends.base import BackendStats, BaseBackend, GenerateRequest, Sample, cut_at_stop, derive_seed, sampled_label_logprobs
+from deliberate.backends.http import HttpLayer, _Cutoff, _StatusError
 from deliberate.clock import Deadline
 from deliberate.errors import BackendError, ContextOverflowError, ServerError
 
-PROBE_TIMEOUT = 5.0  # seconds for GET /models at construction: fail fast on a wrong URL
 TOP_LOGPROBS = 20  # vLLM's default cap on logprobs; others allow at least as many
 LABEL_MAX_TOKENS = 3  # a label such as " impossible" may take a few tokens to appear
 POLL_SECONDS = 0.05  # how often a waiting batch looks at the deadline (Ctrl-C cancels it)
-_CONTEXT = re.compile(r"context (length|size|window)", re.IGNORECASE)
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-class _Cutoff(Exception):
-    """The deadline ended a request; callers turn it into "deadline" samples or no scores."""
-
-
-class _StatusError(ServerError):
-    """The server answered with an HTTP error status (after any retries)."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, httpx.HTTPStatusError):
-        return exc.response.status_code == 429 or exc.response.status_code >= 500
-    return isinstance(exc, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError))
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    return " ".join(text.split())[:limit]
-
-
-def _reason(exc: BaseException) -> str:
-    """The OS's words for a connection failure ("connection refused"), else httpx's."""
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, OSError) and cause.strerror:
-            return cause.strerror.lower()
-        cause = cause.__cause__ or cause.__context__
-    return _one_line(str(exc)) or type(exc).__name__
-
-
-def _error_message(response: httpx.Response) -> str:
-    """The server's own error text, from whichever shape it uses."""
-    try:
-        body = response.json()
-    except ValueError:
-        return _one_line(response.text) or response.reason_phrase
-    error = body.get("error", body) if isinstance(body, dict) else body
-    if isinstance(error, dict):
-        error = error.get("message") or error.get("detail") or error
-    return _one_line(str(error))
-
-
 def _first_position(choice: dict[str, Any]) -> dict[str, float] | None:
     """The top log-probs at the first generated token; None when the server gave none.
 
@@ -131,7 +86,7 @@ def label_logprobs(top: dict[str, float], labels: Sequence[str]) -> dict[str, fl
     return scores
 
 
-class ServerBackend(BaseBackend):
+class ServerBackend(HttpLayer, BaseBackend):
     """Generation and label scoring over an OpenAI-compatible ``/v1`` HTTP API."""
 
     def __init__(
@@ -316,85 +271,6 @@ class ServerBackend(BaseBackend):
             samples += self._complete(request, 1, i, deadline)
         texts = [s.text for s in samples if s.finish_reason not in ("deadline", "context")]
         return sampled_label_logprobs(texts, labels) if texts else {}
-
-    def _post(
-        self, url: str, body: dict[str, Any], deadline: Deadline, retries: int | None = None
-    ) -> dict[str, Any]:
-        """POST with retries; the one place where HTTP errors become deliberate errors."""
-
-        def attempt() -> httpx.Response:
-            remaining = deadline.remaining()
-            if remaining <= 0:
-                raise _Cutoff
-            response = self._client.post(url, json=body, timeout=min(self.timeout, remaining))
-            response.raise_for_status()
-            return response
-
-        def no_time_left(state: tenacity.RetryCallState) -> bool:
-            # Never sleep into the deadline: stop when the next back-off would reach it.
-            return deadline.remaining() <= state.upcoming_sleep
-
-        attempts = retries or self.max_retries
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(_retryable),
-            wait=tenacity.wait_random_exponential(multiplier=0.25, max=4.0),
-            stop=tenacity.stop_any(tenacity.stop_after_attempt(attempts), no_time_left),
-            sleep=self._sleep,
-            reraise=True,
-        )
-        try:
-            response = retrying(attempt)
-            reply = response.json()
-        except httpx.HTTPError as exc:
-            # A retryable failure that ends early was ended by the deadline, not by attempts.
-            gave_up_early = retrying.statistics.get("attempt_number", 0) < attempts
-            if _retryable(exc) and (deadline.expired() or gave_up_early):
-                raise _Cutoff from exc
-            raise self._translate(exc, url) from exc
-        except ValueError as exc:
-            raise ServerError(f"the model server at {url} sent a reply that is not JSON") from exc
-        if not isinstance(reply, dict):
-            raise ServerError(f"the model server at {url} sent an unexpected reply: {_one_line(str(reply))}")
-        return reply
-
-    def _translate(self, exc: httpx.HTTPError, url: str) -> BackendError:
-        if isinstance(exc, httpx.HTTPStatusError):
-            status, message = exc.response.status_code, _error_message(exc.response)
-            if status == 400 and _CONTEXT.search(message):
-                return ContextOverflowError(message)
-            return _StatusError(f"the model server at {url} answered {status}: {message}", status)
-        if isinstance(exc, httpx.ConnectError):
-            return ServerError(f"cannot reach the model server at {self.base_url}: {_reason(exc)}")
-        if isinstance(exc, httpx.TimeoutException):
-            return ServerError(f"the model server at {url} did not answer within {self.timeout:g}s")
-        return ServerError(f"request to the model server at {url} failed: {_reason(exc)}")
-
-    def _probe(self) -> str:
-        """The id of the server's first model; also checks that the server is there at all."""
-        response = self._get_models(self.base_url)
-        if response.status_code == 404 and not self.base_url.endswith("/v1"):
-            # "http://host:port" as printed by llama-server: the API lives under /v1.
-            self.base_url += "/v1"
-            response = self._get_models(self.base_url)
-        url = f"{self.base_url}/models"
-        try:
-            response.raise_for_status()
-            models = [m["id"] for m in response.json().get("data") or []]
-        except httpx.HTTPStatusError as exc:
-            raise self._translate(exc, url) from exc
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ServerError(f"{url} is not an OpenAI-compatible model list") from exc
-        if not models:
-            raise ServerError(f"the model server at {self.base_url} lists no models")
-        return str(models[0])
-
-    def _get_models(self, base: str) -> httpx.Response:
-        try:
-            return self._client.get(f"{base}/models", timeout=PROBE_TIMEOUT)
-        except httpx.HTTPError as exc:
-            raise self._translate(exc, f"{base}/models") from exc
-
-    # -- helpers -----------------------------------------------------------------
     def _map(
         self, fn: Callable[[T], R], items: Sequence[T], deadline: Deadline, late: Callable[[T], R]
     ) -> list[R]:
