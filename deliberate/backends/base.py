@@ -115,7 +115,6 @@ class BaseBackend:
     """
 
     LABEL_SAMPLES = 8
-    LABEL_TOKENS = 3  # a label such as " impossible" may take a few tokens to appear
 
     @property
     def stats(self) -> BackendStats:
@@ -135,11 +134,7 @@ class BaseBackend:
         self, prompts: Sequence[str], labels: Sequence[str], deadline: Deadline, *, special: bool = False
     ) -> list[dict[str, float]]:
         """Label log-probabilities estimated from samples (the slow path; see the class)."""
-        requests = [
-            GenerateRequest(prompt, n=self.LABEL_SAMPLES, max_tokens=self.LABEL_TOKENS, temperature=1.0, top_k=0,
-                            top_p=1.0, seed=zlib.crc32(prompt.encode()), special=special)  # fmt: skip
-            for prompt in prompts
-        ]
+        requests = [label_sample_request(prompt, self.LABEL_SAMPLES, special=special) for prompt in prompts]
         results = []
         for samples in self.generate(requests, deadline) if requests else []:
             texts = [s.text for s in samples if s.finish_reason not in ("deadline", "context")]
@@ -160,6 +155,19 @@ class BaseBackend:
 
     def close(self) -> None:
         pass
+
+
+LABEL_MAX_TOKENS = 3  # a label such as " impossible" may take a few tokens to appear
+
+
+def label_sample_request(prompt: str, n: int, *, special: bool = False) -> GenerateRequest:
+    """``n`` short unbiased samples of ``prompt``, whose first words ``sampled_label_logprobs``
+    counts: label scoring for a backend that gives no log-probabilities."""
+    return GenerateRequest(
+        prompt, n=n, max_tokens=LABEL_MAX_TOKENS, temperature=1.0, top_k=0, top_p=1.0,
+        seed=zlib.crc32(prompt.encode()),  # stable across runs, unlike hash()
+        special=special,
+    )
 
 
 def sampled_label_logprobs(texts: Sequence[str], labels: Sequence[str]) -> dict[str, float]:

@@ -24,20 +24,18 @@ from __future__ import annotations
 import math
 import threading
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 import httpx
 
-from deliberate.backends.base import BackendStats, BaseBackend, GenerateRequest, Sample, cut_at_stop, derive_seed, sampled_label_logprobs
+from deliberate.backends.base import BackendStats, BaseBackend, GenerateRequest, Sample, cut_at_stop, derive_seed, label_sample_request, sampled_label_logprobs
 from deliberate.backends.http import HttpLayer, _Cutoff, _StatusError
 from deliberate.clock import Deadline
 from deliberate.errors import BackendError, ContextOverflowError, ServerError
 
 TOP_LOGPROBS = 20  # vLLM's default cap on logprobs; others allow at least as many
-LABEL_MAX_TOKENS = 3  # a label such as " impossible" may take a few tokens to appear
 POLL_SECONDS = 0.05  # how often a waiting batch looks at the deadline (Ctrl-C cancels it)
 
 T = TypeVar("T")
@@ -256,15 +254,7 @@ class ServerBackend(HttpLayer, BaseBackend):
             # An empty position (the model ended at once) has nothing to read: sample this prompt.
         with self._lock:
             self.stats.extra["sampled_prompts"] += 1
-        request = GenerateRequest(
-            prompt,
-            n=self.label_samples,
-            max_tokens=LABEL_MAX_TOKENS,
-            temperature=1.0,
-            top_k=0,
-            top_p=1.0,
-            seed=zlib.crc32(prompt.encode()),  # stable across runs, unlike hash()
-        )
+        request = label_sample_request(prompt, self.label_samples)
         # Sequential on purpose: this already runs on a pool thread.
         samples = [] if self.stats.extra["n_fallback"] else self._complete(request, request.n, 0, deadline)
         for i in range(len(samples), request.n):

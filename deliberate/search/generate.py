@@ -338,7 +338,7 @@ class _Expansion:
 def _with_calls(step: Step, calls: Sequence[ToolCall]) -> Step:
     """``step`` with the tool calls whose text it holds (a sample's calls, made while
     it was generated: a list of proposals gives each step its own)."""
-    mine = [c for c in calls if f"{c.input}" in step.thought and c.output in step.thought]
+    mine = [c for c in calls if c.input in step.thought and c.output in step.thought]
     if not mine:
         return step
     return replace(step, calls=step.calls + tuple(c.record() for c in mine))
