@@ -267,6 +267,21 @@ def test_batched_label_scores_are_close_to_one_at_a_time(backend) -> None:
     assert worst <= 0.3, worst  # numerics, see the module docstring; not cross-talk
 
 
+def test_a_prompt_listed_twice_is_scored_once_with_one_answer(backend) -> None:
+    labels = list(make_task("game24").labels)
+    prompts = value_prompts()
+    listed = [prompts[0], prompts[1], prompts[0], prompts[2], prompts[1], prompts[0]]
+    before = backend.stats.scored_prompts
+    scores = backend.score_labels(listed, labels, later())
+    assert backend.stats.scored_prompts - before == 3  # one prefill per distinct prompt
+    assert scores[0] == scores[2] == scores[5] and scores[1] == scores[4]
+    assert scores[0] is not scores[2]  # copies: a caller may change one
+    expired = Deadline.after(0.0)
+    mixed = backend.score_labels([prompts[3], prompts[3]], labels, later(), deadlines=[expired, later()])
+    assert mixed[0] == mixed[1] and list(mixed[0]) == labels  # a live duplicate keeps it scored
+    check_kv_bookkeeping(backend)
+
+
 def test_cold_label_scores_alone_and_together_are_close_distributions(fresh_runs) -> None:
     # On a freshly loaded backend too, scoring in a batch moves a label's log-prob by
     # numerics only (see the module docstring), and the labels' softmax is a distribution.

@@ -34,6 +34,20 @@ class Scoring:
         chunk starts stays unscored; prefill runs while any prompt's deadline is live."""
         if deadlines is not None and len(deadlines) != len(prompts):
             raise BackendError(f"{len(deadlines)} deadlines for {len(prompts)} prompts")
+        unique = list(dict.fromkeys(prompts))
+        if len(unique) < len(prompts):
+            # A prompt listed twice is scored once: a second prefill would cost time,
+            # and in another batch slot it can read different floats (by 0.03 in a
+            # label value, measured), so one state would get two values.
+            where = {prompt: k for k, prompt in enumerate(unique)}
+            merged = None
+            if deadlines is not None:
+                groups: list[list[Any]] = [[] for _ in unique]
+                for prompt, each in zip(prompts, deadlines):
+                    groups[where[prompt]].append(each)
+                merged = [_EarliestLive(group) for group in groups]
+            scored = self.score_labels(unique, labels, deadline, special=special, deadlines=merged)
+            return [dict(scored[where[prompt]]) for prompt in prompts]
         firsts = []
         for label in labels:
             tokens = self.model.tokenize(label, bos=False)
