@@ -295,11 +295,13 @@ class FlakyServer:
 def test_server_outage_mid_item_loses_no_record(data: Path, tmp_path: Path) -> None:
     # The outage stalls past the item's deadline, so the backend sees a cut-off sample, not
     # an error. Without a look at the server afterwards, item 2 would be recorded as wrong.
-    # The wait before the retry lets the stalled requests of the first try drain.
-    fake = FlakyServer(Player(), outage_on="1 1 11 11", stall=1.1)
+    # The wait before the retry lets the stalled requests of the first try drain. The
+    # items get 3 s each, where 1 s is enough on an idle machine, so that a busy one
+    # still solves them on the real clock.
+    fake = FlakyServer(Player(), outage_on="1 1 11 11", stall=3.1)
     backend = ServerBackend("http://fake.test/v1", transport=httpx.MockTransport(fake), max_retries=2)
     out = tmp_path / "r.jsonl"
-    records = run("game24", data, model=backend, strategies=["bfs"], thinks=[1.0], out=out, retry_wait=1.0)
+    records = run("game24", data, model=backend, strategies=["bfs"], thinks=[3.0], out=out, retry_wait=1.0)
     assert fake.failed["/v1/completions"] >= 1
     assert fake.failed["/v1/models"] == 1  # the runner's look after the item found the server away
     assert [r["id"] for r in records] == ["1", "2", "3"]

@@ -291,18 +291,21 @@ def test_trace_events_stream_and_pages(url: str) -> None:
 
 
 def test_a_running_search_has_a_live_page_and_a_202_trace(url: str) -> None:
-    body = {"messages": [{"role": "user", "content": GENERIC}], "think": "1.5s"}
-    reply: dict[str, Any] = {}
-    worker = threading.Thread(target=lambda: reply.update(httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30).json()))
-    worker.start()
-    wait_for(lambda: httpx.get(f"{url}/health").json()["in_flight"] == 1)
-    [entry] = [line for line in httpx.get(f"{url}/").text.split("<tr>") if "running" in line]
-    trace_id = entry.split('href="/traces/')[1].split("/")[0]
-    assert httpx.get(f"{url}/v1/traces/{trace_id}").status_code == 202
-    page = httpx.get(f"{url}/traces/{trace_id}/").text
-    assert 'EventSource("events")' in page  # the live viewer, fed from /traces/ID/events
-    worker.join(timeout=30)
-    assert reply["deliberate"]["trace_id"] == trace_id
+    # The search is streamed, and the stream is held open while the page and the trace
+    # are read: it runs for its 5 s unless the client goes, so however slow the machine,
+    # it cannot end before the checks (a 1.5 s search once did, on a loaded machine).
+    body = {"messages": [{"role": "user", "content": GENERIC}], "think": "5s", "stream": True}
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=30) as response:
+        first = next(line for line in response.iter_lines() if line.startswith("data:"))
+        trace_id = response.headers["x-deliberate-trace"]
+        assert json.loads(first[5:])["deliberate"]["trace_id"] == trace_id
+        [entry] = [line for line in httpx.get(f"{url}/").text.split("<tr>") if "running" in line]
+        assert entry.split('href="/traces/')[1].split("/")[0] == trace_id
+        assert httpx.get(f"{url}/v1/traces/{trace_id}").status_code == 202
+        page = httpx.get(f"{url}/traces/{trace_id}/").text
+        assert 'EventSource("events")' in page  # the live viewer, fed from /traces/ID/events
+    # The client left: the search ends and its trace is complete.
+    wait_for(lambda: httpx.get(f"{url}/v1/traces/{trace_id}").status_code == 200)
 
 
 # -- load and disconnects -----------------------------------------------------------------------

@@ -207,7 +207,9 @@ def test_a_backend_without_per_request_deadlines_is_served_one_call_at_a_time() 
     import deliberate
 
     try:
-        results = in_threads(3, lambda i: deliberate.think(SOLVABLE, model=shared, think=10.0, seed=i))
+        # Each search ends when it is solved, so the 30 s budget costs nothing here; it
+        # is that long so that a machine busy with other work still solves all three.
+        results = in_threads(3, lambda i: deliberate.think(SOLVABLE, model=shared, think=30.0, seed=i))
     finally:
         shared.close()
     # The scripted backend is not thread-safe: right answers for all three mean that
