@@ -343,6 +343,23 @@ def test_vote_counts_every_chain_that_reached_an_answer():
     assert search.answer() == "42"  # six chains against two
 
 
+def test_among_equal_values_the_answer_more_chains_reached_wins():
+    # Without a judge every state is worth the same; the answer is then the one most
+    # chains reached, not merely the first.
+    search, _ = make_search(task="generic", question="What is six times seven?")
+    graph = search.graph
+    made = []
+    for i, answer in enumerate(["41", "42", "42", "40", "42"]):
+        node, _ = graph.add_child(ROOT, f"step {i}", {"steps": [f"step {i}"], "answer": answer}, f"step {i}", seed=i, created=float(i))
+        graph.set_answer(node, answer)
+        graph.set_status(node, "terminal")
+        graph.add_value(node, 0.5, "value", None, float(i))
+        made.append(node)
+    assert search.answer() == "42"
+    graph.add_value(made[3], 0.9, "value", None, 9.0)  # a judged value still comes first
+    assert search.answer() == "40"
+
+
 # -- the scripted backend the properties rest on ---------------------------------------------------------
 
 

@@ -29,13 +29,15 @@ class Finishing:
         finals = [n for n in self.graph.with_status("terminal") if self.graph[n]["answer"]]
         if not finals:
             return None
+        votes: Counter[str] = Counter()
+        for n in finals:  # a node reached again by other chains counts once per chain
+            votes[self.graph[n]["answer"]] += 1 + len(self.graph[n]["aliases"])
         if self.config.answer_by == "vote":
-            votes: Counter[str] = Counter()
-            for n in finals:  # a node reached again by other chains counts once per chain
-                votes[self.graph[n]["answer"]] += 1 + len(self.graph[n]["aliases"])
             top = max(votes.values())
             finals = [n for n in finals if votes[self.graph[n]["answer"]] == top]
-        return max(finals, key=lambda n: (self.graph.value(n) or 0.0, -self.graph[n]["created"]))
+        # By value; among equal values (every value when no judge is asked), the answer
+        # more chains reached; then the earliest.
+        return max(finals, key=lambda n: (self.graph.value(n) or 0.0, votes[self.graph[n]["answer"]], -self.graph[n]["created"]))
 
     def answer(self) -> str | None:
         best = self.best_terminal()
