@@ -239,6 +239,7 @@ def bench_serve(
     think: str = typer.Option("30s", "--think", "-t", help="Thinking time of each search."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path", show_default="the embedded model"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads", show_default="physical cores"),
+    repeat: int = typer.Option(1, "--repeat", min=1, max=20, help="Rounds of both modes; the targets are judged on the median round."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the result as JSON here."),
 ) -> None:
@@ -252,7 +253,7 @@ def bench_serve(
 
     if is_server_url(model):
         raise UsageError("bench serve measures llama.cpp in this process; give a GGUF path, not a URL")
-    result = serve_bench.measure(str(resolve_model(model)), think=parse_duration(think), n_threads=threads)
+    result = serve_bench.measure(str(resolve_model(model)), think=parse_duration(think), n_threads=threads, repeat=repeat)
     if out is not None:
         try:
             out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
