@@ -23,6 +23,7 @@ round), and the targets are judged on the median round.
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from collections.abc import Sequence
@@ -139,8 +140,8 @@ def measure(model_path: str, *, think: float = 30.0, n_threads: int | None = Non
 def summarize(rounds: Sequence[dict[str, Any]], *, think: float, puzzles: Sequence[str]) -> dict[str, Any]:
     """The rounds, the median round's figures, and the targets."""
     speedups = sorted(r["speedup"] for r in rounds)
-    median = speedups[len(speedups) // 2] if len(speedups) % 2 else (speedups[len(speedups) // 2 - 1] + speedups[len(speedups) // 2]) / 2
-    middle = min(rounds, key=lambda r: (abs(r["speedup"] - median), rounds.index(r)))
+    median = statistics.median(speedups)
+    middle = min(rounds, key=lambda r: abs(r["speedup"] - median))  # the first of equals
     modes = [r[mode] for r in rounds for mode in ("shared", "lock")]
     failures = [e for m in modes for e in m["errors"]]
     return {
