@@ -53,6 +53,32 @@ class Sample:
     calls: tuple[ToolCall, ...] = ()  # tool calls whose results are part of ``text``
 
 
+@dataclass(frozen=True)
+class Generate:
+    """A unit of continuous batching (``generate_rolling``, ``backends.llama.rolling``):
+    samples ``first`` to ``first + count - 1`` of ``request``, each seeded as in
+    ``generate``, so a request with many samples can join in parts."""
+
+    request: GenerateRequest
+    deadline: Any
+    key: Any
+    first: int = 0
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class Score:
+    """A unit of continuous batching: label log-probabilities after one prompt, as
+    in ``score_labels``."""
+
+    prompt: str
+    labels: tuple[str, ...]
+    deadline: Any
+    key: Any
+    special: bool = False
+    count = 1  # sequence ids it holds
+
+
 @dataclass
 class BackendStats:
     """Running totals a backend keeps so the CLI can report tokens and tok/s."""

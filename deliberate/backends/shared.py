@@ -16,6 +16,14 @@ from), so no search waits behind another's whole expansion and ids never run sho
 what does not fit waits for the next round. A call whose deadline passes (or is cancelled) while it still
 waits returns at once with "deadline" samples, without reaching the model.
 
+Continuous batching: an inner backend with ``generate_rolling`` (``LlamaBackend``)
+is not served in rounds. Its decode loop asks for work before every step, so a
+search's next requests join the batch while the others' branches are still decoding,
+and each request's samples go back the moment they are finished, instead of when the
+round's slowest branch is; scoring prompts join the same steps. On 2 cores four
+``bfs`` searches made a median 1.45x the nodes per second of one-at-a-time this way,
+against 1.16x in rounds (``deliberate bench serve --repeat 5``).
+
 An inner backend without the ``deadlines`` keyword (a scripted test backend, a
 server) is served one call at a time, as if behind a lock.
 """
@@ -29,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from deliberate.backends.base import Backend, GenerateRequest, Sample, continue_after_tools
+from deliberate.backends.base import Backend, Generate, GenerateRequest, Sample, Score, continue_after_tools
 from deliberate.clock import Deadline
 from deliberate.errors import BackendError
 
@@ -47,7 +55,9 @@ class _Call:
     special: bool = False
     results: list[Any] = field(default_factory=list)  # per item; None until served
     taken: int = 0  # items handed to a round so far (served in order)
-    in_round: int = 0  # of those, items in the round running now
+    sampled: int = 0  # continuous batching: samples of item ``taken`` already started
+    in_round: int = 0  # items (or parts of items) being served now
+    copies: dict[str, list[int]] = field(default_factory=dict)  # a scored prompt -> its indices
     error: BaseException | None = None
 
     def __post_init__(self) -> None:
@@ -71,6 +81,7 @@ class SharedBackend:
         ids = getattr(inner, "n_seq_max", None)
         self.capacity = capacity or (max(1, ids - ids // 4) if ids else math.inf)
         self.batches = _takes_deadlines(inner.generate) and _takes_deadlines(inner.score_labels)
+        self.rolling = self.batches and callable(getattr(inner, "generate_rolling", None))
         self.rounds = 0
         self._cond = threading.Condition()
         self._pending: list[_Call] = []
@@ -137,7 +148,8 @@ class SharedBackend:
             self._pending.remove(call)
         for i in range(call.taken, len(call.items)):
             if call.kind == "generate":
-                call.results[i] = [Sample("", 0, 0, "deadline") for _ in range(call.items[i].n)]
+                started = call.results[i] or [None] * call.items[i].n  # some samples may be in
+                call.results[i] = [s or Sample("", 0, 0, "deadline") for s in started]
             else:
                 call.results[i] = {}
         call.taken = len(call.items)
@@ -154,7 +166,12 @@ class SharedBackend:
                     self._pending.clear()
                     self._cond.notify_all()
                     return
-                kind, parts = self._take()
+                rolling = self.rolling
+                if not rolling:
+                    kind, parts = self._take()
+            if rolling:
+                self._roll()
+                continue
             try:
                 self._run(kind, parts)
             except BaseException as error:  # every caller in the round gets the failure
@@ -172,6 +189,79 @@ class SharedBackend:
                     if call.taken == len(call.items) and call in self._pending:
                         self._pending.remove(call)
                 self._cond.notify_all()
+
+    def _roll(self) -> None:
+        """Serve generate calls by continuous batching until none is left (module docstring)."""
+        try:
+            self.inner.generate_rolling(self._admit, self._deliver)  # type: ignore[attr-defined]
+        except BaseException as error:  # every call with work in the loop gets the failure
+            with self._cond:
+                for call in list(self._pending):
+                    if call.in_round:
+                        call.error = error
+                        call.in_round = 0
+                        self._pending.remove(call)
+                self._cond.notify_all()
+
+    def _admit(self, live: int) -> list[Generate | Score]:
+        """Between two decode steps: the work that fits beside the ``live`` sequence
+        ids, one item (or part of one) per waiting call in turn."""
+        units: list[Generate | Score] = []
+        with self._cond:
+            if self._closed:
+                return []
+            room = self.capacity - live
+            calls = [c for c in self._pending if c.error is None]
+            added = True
+            while added and room > 0:
+                added = False
+                for call in calls:
+                    if call.taken == len(call.items) or room <= 0:
+                        continue
+                    i = call.taken
+                    if call.kind == "score":
+                        call.taken += 1
+                        added = True
+                        same = call.copies.setdefault(call.items[i], [])
+                        same.append(i)
+                        if len(same) > 1:  # scored once: a copy in another slot could differ
+                            if call.results[same[0]] is not None:
+                                call.results[i] = dict(call.results[same[0]])
+                            continue
+                        units.append(Score(call.items[i], call.labels, call.deadline, (call, i, 0), call.special))
+                        room -= 1
+                    else:
+                        item = call.items[i]
+                        count = min(item.n - call.sampled, room)  # a big request joins in parts
+                        units.append(Generate(item, call.deadline, (call, i, call.sampled), call.sampled, count))
+                        call.sampled += count
+                        room -= count
+                        if call.sampled >= item.n:
+                            call.taken, call.sampled = i + 1, 0
+                    call.in_round += 1
+                    added = True
+            for call in calls:  # a call whose last items were copies may be done now
+                if call.done and call in self._pending:
+                    self._pending.remove(call)
+        return units
+
+    def _deliver(self, key: tuple[_Call, int, int], result: Any) -> None:
+        """One unit's samples or scores (or its error), the moment the loop has them."""
+        call, i, first = key
+        with self._cond:
+            if isinstance(result, BaseException):
+                call.error = result
+            elif call.kind == "score":
+                for j in call.copies[call.items[i]]:
+                    call.results[j] = dict(result)
+            else:
+                if call.results[i] is None:
+                    call.results[i] = [None] * call.items[i].n
+                call.results[i][first : first + len(result)] = result
+            call.in_round -= 1
+            if call.done and call in self._pending:
+                self._pending.remove(call)
+            self._cond.notify_all()
 
     def _take(self) -> tuple[str, list[tuple[_Call, list[int]]]]:
         """The calls and item indices of the next round (under the lock).

@@ -8,10 +8,11 @@ that shares its longest token prefix (``seq_cp``), so only the new suffix is
 prefilled. Every index, size and sequence id is checked in Python before it reaches
 llama.cpp, whose own checks abort the process.
 
-The backend is one class in four files: this one (construction and the protocol),
+The backend is one class in five files: this one (construction and the protocol),
 ``context`` (sequence ids, the prefix cache, prefill and the guarded llama.cpp
-calls), ``decode`` (the decode loop: branches, samplers, stops and tool calls) and
-``scoring`` (label log-probabilities from one prefill).
+calls), ``decode`` (the decode loop: branches, samplers, stops and tool calls),
+``rolling`` (continuous batching for many searches at once) and ``scoring`` (label
+log-probabilities from one prefill).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import llama_cpp as lc
 from deliberate.backends.base import BackendStats, BaseBackend, GenerateRequest, Sample
 from deliberate.backends.llama.context import EXACT_CHUNK, MAX_SEQ, Context
 from deliberate.backends.llama.decode import Decoding
+from deliberate.backends.llama.rolling import Rolling
 from deliberate.backends.llama.scoring import Scoring
 from deliberate.backends.llama_model import LoadedModel, physical_cores
 from deliberate.backends.prefix_cache import PrefixCache
@@ -35,7 +37,7 @@ from deliberate.errors import BackendError, ModelError
 __all__ = ["LlamaBackend"]
 
 
-class LlamaBackend(Decoding, Scoring, Context, BaseBackend):
+class LlamaBackend(Rolling, Decoding, Scoring, Context, BaseBackend):
     """Batched generation and label scoring on a GGUF model, in this process."""
 
     def __init__(

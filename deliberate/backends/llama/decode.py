@@ -21,6 +21,11 @@ from deliberate.clock import Deadline
 from deliberate.errors import ContextOverflowError
 from deliberate.tools import ToolCall
 
+# The most prompt tokens one joining branch feeds per decode step (``rolling``): a
+# long prompt takes several steps, so the branches decoding beside it are not held
+# up for one long prefill.
+PREFILL_STEP = 128
+
 
 @dataclass
 class _Branch:
@@ -36,6 +41,11 @@ class _Branch:
     # tool's result tokens too, all decoded in the same llama_decode (logits for the last).
     pending: list[int] = field(default_factory=list)
     calls: list[ToolCall] = field(default_factory=list)
+    # Continuous batching (``rolling``) prefills a joining request inside the decode
+    # steps: ``prefill`` holds its prompt tokens still to feed, and ``ready`` runs
+    # once the last one is decoded, with that token's batch index.
+    prefill: list[int] = field(default_factory=list)
+    ready: Callable[[int], None] | None = None
     out: bytearray = field(default_factory=bytearray)
     generated: int = 0
     cached: int = 0
@@ -58,39 +68,63 @@ class Decoding:
         ids: list[int] = []
         branches: list[_Branch] = []
         try:
-            # Ids are taken inside the try, each recorded as soon as it is held, so a
-            # second Ctrl-C at any point still gives every one of them back.
-            self._acquire_keeping(len(wave), [prompts[(requests[ri].prompt, requests[ri].special)] for ri, _ in wave], ids)
-            branches = [
-                _Branch(requests[ri], (ri, si), seq, deadline if deadlines is None else _Sooner(deadline, deadlines[ri]))
-                for (ri, si), seq in zip(wave, ids)
-            ]
-            # With per-request deadlines the wave prefills while any branch may still
-            # use it, in chunks sized for the earliest live deadline.
-            fill_deadline: Any = deadline if deadlines is None else _EarliestLive([b.deadline for b in branches])
-            try:
-                self._fill(self._plan_prefill(branches, prompts), fill_deadline)
-            except ContextOverflowError:
-                # The prompts do not fit in the KV cache together: those not yet
-                # prefilled end with "context"; the others still decode.
-                for branch in branches:
-                    if branch.sampler is None and branch.finish is None:
-                        self._end_for_context(branch)
-            self._decode_loop(branches)
+            self._start_wave(requests, wave, prompts, deadline, deadlines, ids, branches)
+            while self._step(branches):
+                pass
         finally:
-            for branch in branches:
-                if branch.sampler is not None:
-                    lc.llama_sampler_free(branch.sampler)
-                    branch.sampler = None
-                self._settle(branch.seq, branch.tokens)
-                self.cache.release(branch.seq)
-                branch.finish = branch.finish or "deadline"
-            if not branches:
-                for seq in ids:  # taken, never used
-                    self._settle(seq, [])
-                    self.cache.release(seq)
+            self._free(branches, ids)
         self._trim_cache()
         return branches
+
+    def _start_wave(
+        self,
+        requests: Sequence[GenerateRequest],
+        wave: list[tuple[int, int]],
+        prompts: dict[tuple[str, bool], list[int]],
+        deadline: Any,
+        deadlines: Sequence[Any] | None,
+        ids: list[int],
+        branches: list[_Branch],
+    ) -> None:
+        """Take ids for ``wave``'s branches (into ``branches``) and prefill their prompts;
+        each prefilled branch has sampled its first token. ``deadline`` None means each
+        branch has only its request's own deadline."""
+        # Ids are taken inside the caller's try, each recorded as soon as it is held, so
+        # a second Ctrl-C at any point still gives every one of them back.
+        self._acquire_keeping(len(wave), [prompts[(requests[ri].prompt, requests[ri].special)] for ri, _ in wave], ids)
+        for (ri, si), seq in zip(wave, ids):
+            own = deadline if deadlines is None else deadlines[ri] if deadline is None else _Sooner(deadline, deadlines[ri])
+            branches.append(_Branch(requests[ri], (ri, si), seq, own))
+        # With per-request deadlines the wave prefills while any branch may still use
+        # it, in chunks sized for the earliest live deadline.
+        fill_deadline: Any = deadline if deadlines is None else _EarliestLive([b.deadline for b in branches])
+        try:
+            self._fill(self._plan_prefill(branches, prompts), fill_deadline)
+        except ContextOverflowError:
+            # The prompts do not fit in the KV cache together: those not yet
+            # prefilled end with "context"; the others still decode.
+            for branch in branches:
+                if branch.sampler is None and branch.finish is None:
+                    self._end_for_context(branch)
+        for branch in branches:
+            if branch.sampler is None and branch.finish is None:
+                branch.finish = "deadline"  # its prefill did not finish in time
+
+    def _free(self, branches: Sequence[_Branch], ids: Sequence[int] = ()) -> None:
+        """Give back the branches' samplers and ids; what each sequence holds stays
+        cached for later prompts. ``ids`` taken for branches never made are freed too."""
+        for branch in branches:
+            if branch.sampler is not None:
+                lc.llama_sampler_free(branch.sampler)
+                branch.sampler = None
+            self._settle(branch.seq, branch.tokens)
+            self.cache.release(branch.seq)
+            branch.finish = branch.finish or "deadline"
+        made = {branch.seq for branch in branches}
+        for seq in ids:
+            if seq not in made:  # taken, never used
+                self._settle(seq, [])
+                self.cache.release(seq)
 
     def _plan_prefill(
         self, branches: list[_Branch], prompts: dict[tuple[str, bool], list[int]]
@@ -207,41 +241,48 @@ class Decoding:
         branch.tokens = []  # nothing worth caching: _settle frees the sequence
         lc.llama_memory_seq_rm(self.memory, branch.seq, -1, -1)
 
-    def _decode_loop(self, branches: list[_Branch]) -> None:
-        while True:
-            live = [b for b in branches if b.finish is None and b.pending]
-            # Do not start a step that would end after a branch's deadline: that branch
-            # ends here, and the others decode on without it.
-            for branch in live:
-                if branch.deadline.remaining() <= self._step_seconds:
-                    branch.finish = "deadline"
-            live = [b for b in live if b.finish is None]
-            if not live:
-                return
-            # One token per branch, and a tool's result after a call: as many branches as
-            # fit in n_batch step now, the rest in the next step.
-            stepping: list[tuple[_Branch, int]] = []
-            size = 0
-            for branch in live:
-                if stepping and size + len(branch.pending) > self.n_batch:
-                    break
-                for j, token in enumerate(branch.pending):
-                    last = j == len(branch.pending) - 1
-                    self._put(size, token, len(branch.tokens) + j, branch.seq, last)
-                    size += 1
-                stepping.append((branch, size - 1))
-            started = time.perf_counter()
-            try:
-                self._decode(size)
-            except ContextOverflowError:
-                # The KV cache is full with nothing left to evict: the longest branch
-                # ends here, with a reason, and gives its cells to the others.
-                self._end_for_context(max(live, key=lambda b: len(b.tokens)))
+    def _step(self, branches: Sequence[_Branch]) -> bool:
+        """One ``llama_decode`` for the live branches; False when none is live."""
+        live = [b for b in branches if b.finish is None and b.pending]
+        # Do not start a step that would end after a branch's deadline: that branch
+        # ends here, and the others decode on without it.
+        for branch in live:
+            if branch.deadline.remaining() <= self._step_seconds:
+                branch.finish = "deadline"
+        live = [b for b in live if b.finish is None]
+        if not live:
+            return False
+        # One token per branch, and a tool's result after a call: as many branches as
+        # fit in n_batch step now, the rest in the next step.
+        stepping: list[tuple[_Branch, int]] = []
+        size = 0
+        for branch in live:
+            if stepping and size + len(branch.pending) > self.n_batch:
                 continue
-            self._step_seconds = time.perf_counter() - started
-            self.stats.decode_seconds += self._step_seconds
-            self.stats.completion_tokens += len(stepping)
-            for branch, index in stepping:
-                branch.tokens.extend(branch.pending)
-                branch.pending = []
+            for j, token in enumerate(branch.pending):
+                last = j == len(branch.pending) - 1 and not branch.prefill  # logits where it samples
+                self._put(size, token, len(branch.tokens) + j, branch.seq, last)
+                size += 1
+            stepping.append((branch, size - 1))
+        started = time.perf_counter()
+        try:
+            self._decode(size)
+        except ContextOverflowError:
+            # The KV cache is full with nothing left to evict: the longest branch
+            # ends here, with a reason, and gives its cells to the others.
+            self._end_for_context(max(live, key=lambda b: len(b.tokens)))
+            return True
+        self._step_seconds = time.perf_counter() - started
+        self.stats.decode_seconds += self._step_seconds
+        self.stats.completion_tokens += len(stepping)
+        for branch, index in stepping:
+            branch.tokens.extend(branch.pending)
+            branch.pending = []
+            if branch.prefill:  # more of its prompt to feed in the next step
+                branch.pending, branch.prefill = branch.prefill[:PREFILL_STEP], branch.prefill[PREFILL_STEP:]
+            elif branch.ready is not None:  # its prompt is in: sample (or score) from here
+                ready, branch.ready = branch.ready, None
+                ready(index)
+            else:
                 self._take(branch, lc.llama_sampler_sample(branch.sampler, self.ctx, index))
+        return True

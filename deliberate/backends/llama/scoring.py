@@ -48,14 +48,7 @@ class Scoring:
                 merged = [_EarliestLive(group) for group in groups]
             scored = self.score_labels(unique, labels, deadline, special=special, deadlines=merged)
             return [dict(scored[where[prompt]]) for prompt in prompts]
-        firsts = []
-        for label in labels:
-            tokens = self.model.tokenize(label, bos=False)
-            if not tokens:
-                raise BackendError(f"label {label!r} has no tokens")
-            firsts.append(tokens[0])
-        if len(set(firsts)) != len(firsts):
-            raise BackendError(f"labels {list(labels)} must start with different tokens")
+        firsts = self._label_tokens(labels)
         results: list[dict[str, float]] = [{} for _ in prompts]
         for start in range(0, len(prompts), self.n_seq_max):
             chunk = [i for i in range(start, min(start + self.n_seq_max, len(prompts)))]
@@ -83,6 +76,18 @@ class Scoring:
             self.stats.scored_prompts += sum(1 for i in fitting if results[i])
         self._trim_cache()
         return results
+
+    def _label_tokens(self, labels: Sequence[str]) -> list[int]:
+        """Each label's first token, by which it is scored; they must differ."""
+        firsts = []
+        for label in labels:
+            tokens = self.model.tokenize(label, bos=False)
+            if not tokens:
+                raise BackendError(f"label {label!r} has no tokens")
+            firsts.append(tokens[0])
+        if len(set(firsts)) != len(firsts):
+            raise BackendError(f"labels {list(labels)} must start with different tokens")
+        return firsts
 
     def _label_reader(
         self, results: list[dict[str, float]], i: int, labels: Sequence[str], firsts: list[int]
