@@ -219,9 +219,9 @@ class SharedBackend:
                     if call.taken == len(call.items) or room <= 0:
                         continue
                     i = call.taken
+                    added = True
                     if call.kind == "score":
                         call.taken += 1
-                        added = True
                         same = call.copies.setdefault(call.items[i], [])
                         same.append(i)
                         if len(same) > 1:  # scored once: a copy in another slot could differ
@@ -239,7 +239,6 @@ class SharedBackend:
                         if call.sampled >= item.n:
                             call.taken, call.sampled = i + 1, 0
                     call.in_round += 1
-                    added = True
             for call in calls:  # a call whose last items were copies may be done now
                 if call.done and call in self._pending:
                     self._pending.remove(call)

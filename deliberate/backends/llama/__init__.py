@@ -143,10 +143,7 @@ class LlamaBackend(Rolling, Decoding, Scoring, Context, BaseBackend):
             for branch in self._run_wave(requests, wave, prompts, deadline, deadlines):
                 ri, si = branch.key
                 prompt_tokens = len(prompts[(requests[ri].prompt, requests[ri].special)])
-                results[ri][si] = Sample(
-                    branch.text, prompt_tokens, branch.generated, branch.finish or "deadline", branch.cached,
-                    tuple(branch.calls),
-                )  # type: ignore[arg-type]
+                results[ri][si] = branch.sample(prompt_tokens)
         return [[s for s in samples if s is not None] for samples in results]  # type: ignore[misc]
 
     tools_inline = True  # generate runs each request's tool calls in its decode loop

@@ -67,9 +67,6 @@ class Context:
                 offset = self._copy_prefix(source, length, seq, tokens)
                 self.cache.insert(seq, tokens)  # pinned, so never evicted mid-call
                 pending.add(seq)
-                self._feed_offsets[seq] = offset
-                self.stats.prompt_tokens += len(tokens)
-                self.stats.cached_tokens += offset
                 stage.append(_Feed(seq, tokens, offset, on_ready))
             self._prefill(stage, deadline)
             done.extend(stage)
@@ -177,14 +174,20 @@ class Context:
         return True
 
     def _copy_prefix(self, source: int | None, length: int, seq: int, tokens: list[int]) -> int:
-        """Share ``source``'s first cells with ``seq``; how many prompt tokens that covers.
+        """Share ``source``'s first cells with ``seq`` before its prompt ``tokens`` are
+        prefilled; how many of them that covers (also kept in ``_feed_offsets`` and
+        counted in the stats).
 
         At least the last prompt token is always decoded again, for its logits.
         """
         length = min(length, len(tokens) - 1)
         if source is None or length <= 0:
-            return 0
-        lc.llama_memory_seq_cp(self.memory, source, seq, 0, length)
+            length = 0
+        else:
+            lc.llama_memory_seq_cp(self.memory, source, seq, 0, length)
+        self._feed_offsets[seq] = length
+        self.stats.prompt_tokens += len(tokens)
+        self.stats.cached_tokens += length
         return length
 
     def _settle(self, seq: int, tokens: list[int]) -> None:

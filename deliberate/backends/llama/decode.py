@@ -15,7 +15,7 @@ from typing import Any
 
 import llama_cpp as lc
 
-from deliberate.backends.base import GenerateRequest, cut_at_stop, derive_seed
+from deliberate.backends.base import GenerateRequest, Sample, cut_at_stop, derive_seed
 from deliberate.backends.llama.context import _EarliestLive, _Sooner
 from deliberate.clock import Deadline
 from deliberate.errors import ContextOverflowError
@@ -51,6 +51,11 @@ class _Branch:
     cached: int = 0
     finish: str | None = None
     text: str = ""
+
+    def sample(self, prompt_tokens: int) -> Sample:
+        """What the caller gets for this branch once it is finished."""
+        finish: Any = self.finish or "deadline"
+        return Sample(self.text, prompt_tokens, self.generated, finish, self.cached, tuple(self.calls))
 
 
 class Decoding:

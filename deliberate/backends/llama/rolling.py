@@ -110,9 +110,7 @@ class Rolling:
         try:
             self._acquire_keeping(unit.count, [tokens], ids)
         except BaseException:
-            for seq in ids:
-                self._settle(seq, [])
-                self.cache.release(seq)
+            self._free([], ids)
             raise
         first = 0 if scoring else unit.first
         branches = [_Branch(request, (0, first + j), seq, unit.deadline) for j, seq in enumerate(ids)]
@@ -120,9 +118,6 @@ class Rolling:
         head = branches[0]
         source, length = self.cache.longest_prefix(tokens)
         offset = self._copy_prefix(source, length, head.seq, tokens)
-        self._feed_offsets[head.seq] = offset
-        self.stats.prompt_tokens += len(tokens)
-        self.stats.cached_tokens += offset
         head.tokens = tokens[:offset]
         head.pending, head.prefill = tokens[offset : offset + PREFILL_STEP], tokens[offset + PREFILL_STEP :]
         filling.insert(head.seq, tokens)
@@ -167,9 +162,6 @@ class Rolling:
             if unit.scores is not None:
                 deliver(unit.key, unit.scores[0])
             else:
-                deliver(unit.key, [
-                    Sample(b.text, unit.prompt_tokens, b.generated, b.finish, b.cached, tuple(b.calls))  # type: ignore[arg-type]
-                    for b in unit.branches
-                ])  # fmt: skip
+                deliver(unit.key, [b.sample(unit.prompt_tokens) for b in unit.branches])
         self._trim_cache()
         return [b for b in live if b.finish is None]
