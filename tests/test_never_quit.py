@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from conftest import Game24Responder, WatchedClock, can_make_24, game24_answer_ok, game24_scorer, think_guarded
+from deliberate.backends.base import GenerateRequest
 from deliberate.backends.scripted import ScriptedBackend
 from deliberate.search import FINAL, SearchConfig
 from deliberate.tasks import make_task
@@ -185,3 +186,51 @@ def test_an_opening_is_asked_no_more_samples_than_it_has_moves_missing():
     # samples of it could only repeat moves.
     assert sizes[0] == ("6", 4)
     assert all(n <= 4 for line, n in sizes if line == "6")
+
+
+@pytest.mark.parametrize("mode", ["sample", "propose"])
+def test_the_tot_protocol_samples_the_move_and_decodes_its_result_greedily(mode):
+    # openings=none, no tools, no verifier: the model writes the whole step. The move is
+    # sampled (alone, or as a line of a list of proposals); its result is a second,
+    # greedy ask that continues the same prompt.
+    responder = Game24Responder(error_rate=0.3, prefer_solvable=False)
+    asks: list[GenerateRequest] = []
+
+    def recording(prompt, request, seed):
+        asks.append(request)
+        return responder(prompt, request, seed)
+
+    backend = ScriptedBackend(recording, scores=game24_scorer, clock=WatchedClock())
+    result = think_guarded(
+        "4 9 10 13", backend, task="game24", strategy="bfs", think=10, seed=3, tools=False,
+        verifier=False, evaluator="none", task_options={"openings": "none"}, mode=mode,
+    )
+    sampled = [a for a in asks if not a.prompt.endswith(" =")]
+    greedy = [a for a in asks if a.prompt.endswith(" =")]
+    assert sampled and greedy
+    assert max(a.temperature for a in sampled) > 0
+    lists = [a for a in sampled if "=" not in a.stop]  # a list of proposals runs on past "="
+    assert bool(lists) == (mode == "propose")
+    assert all(a.temperature == 0 and a.n == 1 and "=" not in a.stop for a in greedy)
+    prompts = {a.prompt for a in sampled}
+    for a in greedy:  # the sampled prompt, the sampled move, then " ="
+        head, move = a.prompt.removesuffix(" =").rsplit("\n", 1)
+        assert head + "\n" in prompts and re.fullmatch(r"[\d/]+ [-+*/] [\d/]+", move), a.prompt[-40:]
+    graph = result.graph
+    greedy_moves = {a.prompt.removesuffix(" =").rsplit("\n", 1)[1] for a in greedy}
+    for node in graph:
+        moves = [graph[c]["thought"].split(" =")[0] for c in graph.children(node)]
+        assert len(moves) == len(set(moves)), moves  # one result per move: no move twice in vain
+        assert set(moves) <= greedy_moves  # every result came from a greedy ask
+    # Nothing checks the arithmetic, so an answer is only the model's claim of 24.
+    assert result.answer is None or result.answer.endswith("= 24")
+
+
+def test_the_tot_protocol_with_right_arithmetic_finds_the_answer():
+    backend = ScriptedBackend(Game24Responder(error_rate=0.0), scores=game24_scorer, clock=WatchedClock())
+    result = think_guarded(
+        "4 9 10 13", backend, wall=60, task="game24", strategy="bfs", think=10, seed=0, tools=False,
+        verifier=False, task_options={"openings": "none"},
+    )
+    assert game24_answer_ok(result.answer, "4 9 10 13")
+    assert result.stats.stop_reason == "deadline"  # with no verifier nothing proves it solved

@@ -186,7 +186,10 @@ def test_random_valid_play_keeps_each_expression_equal_to_its_number(play):
     assert task.is_terminal(state)
     value = Fraction(state["left"][0])
     assert task.verify(question, state) is (value == 24)
-    assert task.answer(question, state).endswith(f"= {format_number(value)}")
+    if value != 24:
+        assert task.answer(question, state) is None  # a chain that ends on another number has not answered
+        state = {**state, "left": ["24"]}  # as if the last step had claimed 24
+    assert task.answer(question, state).endswith("= 24")
     assert evaluate(task.answer(question, state).rsplit("=", 1)[0]) == value
 
 
@@ -220,12 +223,15 @@ def test_pair_openings_cover_each_pair_once_and_never_divide_by_zero(game24):
 
 @pytest.mark.parametrize(("style", "first"), [("operation", "4 +"), ("operand", "4"), ("none", "")])
 def test_other_opening_styles(style, first):
-    for tools in (True, False):
-        task = Game24Task(openings=style, tools=tools)
+    for tools, results in ((True, "greedy"), (False, "greedy"), (False, "sampled")):
+        task = Game24Task(openings=style, tools=tools, results=results)
         openings = task.openings(task.root(QUESTION))
         assert openings[0] == first
-        assert task.step_tokens == (10 if tools else 16)
-        assert ("=" in task.step_stop) is tools  # with the tool the model stops before the result
+        # The model stops before the result where the tool or a greedy ask writes it.
+        stops = tools or results == "greedy"
+        assert task.step_tokens == (10 if stops else 16)
+        assert ("=" in task.step_stop) is stops
+        assert task.mode == ("propose" if style == "none" else "sample")  # lists, as the ToT paper asks
 
 
 # -- game24 with the calculator tool ---------------------------------------------------------------
@@ -379,3 +385,24 @@ def test_math_checks_every_equation_in_a_step():
 @pytest.mark.parametrize(("text", "number"), [("1,450", "1450"), ("18.0", "18"), ("about 7 or 8", "8"), ("-3", "-3"), ("none", None)])
 def test_numeric_answer(text, number):
     assert numeric_answer(text) == number
+
+
+def test_without_the_tool_results_are_greedy_by_default_and_sampled_on_request():
+    greedy, sampled = Game24Task(openings="none", tools=False), Game24Task(openings="none", tools=False, results="sampled")
+    root = greedy.root(QUESTION)
+    # Greedy: the model samples the move, stops at "=", and a greedy ask writes the result.
+    assert greedy.greedy_tail == " =" and "=" in greedy.step_stop
+    assert "10 - 4" in greedy.moves(root, verify=False)  # one result per move: moves can be tracked
+    # Sampled (the ToT paper's way): the whole line in one go, so a move may give any result.
+    assert sampled.greedy_tail is None and "=" not in sampled.step_stop
+    assert sampled.moves(root, verify=False) is None
+    assert Game24Task().greedy_tail is None  # with the calculator there is nothing to decode
+    assert Game24Task(openings="pair", tools=False).greedy_tail is None  # "a op b =" is the opening
+    with pytest.raises(UsageError, match="results must be one of greedy, sampled, got 'hot'"):
+        make_task("game24", tools=False, results="hot")
+
+
+def test_a_chain_that_ends_on_another_number_gives_no_answer(game24):
+    assert game24.answer(QUESTION, state_of(["25"], ["((10 + 4) + (13 - 2))"])) is None
+    assert game24.answer(QUESTION, state_of(["24"], ["((10 - 4) * (13 - 9))"])) == "(10 - 4) * (13 - 9) = 24"
+    assert game24.answer(QUESTION, state_of(["48/2"], ["((10 - 4) * (13 - 9))"])) is not None  # 48/2 is 24

@@ -64,7 +64,9 @@ class Generation:
         if not plans:
             return found
         requests = [p.request for p in plans if p.request is not None]
-        results = iter(generate_with_tools(self.backend, requests, self._explore_deadline()) if requests else [])
+        listing = [p.proposing for p in plans if p.request is not None]
+        results = iter(self._tails(requests, listing, generate_with_tools(self.backend, requests, self._explore_deadline()))
+                       if requests else [])
         before = len(self.graph)
         expanded = list(dict.fromkeys(p.node for p in plans))
         known = {node: len(self.graph[node]["moves_done"]) for node in expanded}
@@ -174,6 +176,43 @@ class Generation:
             plans.append(_Plan(listing, node, opening, request, False))
             asked[node] = asked.get(node, 0) + n
         return plans
+
+    def _tails(self, requests: list[GenerateRequest], listing: list[bool],
+               results: list[list[Sample]]) -> list[list[Sample]]:
+        """The samples with each result the task wants decoded greedily (``greedy_tail``:
+        Game of 24's number after "a op b =", without the calculator) written by one more
+        batched call at temperature 0. A sampled step is a move that stopped at "=";
+        in a list of proposals (``listing``) every line's move gets its own ask, from the
+        same prompt, as if it were the first line. Lines with no move are dropped."""
+        tail = getattr(self.task, "greedy_tail", None)
+        if not tail:
+            return results
+        heads: dict[tuple[int, int], list[str]] = {}
+        for i, samples in enumerate(results):
+            for j, sample in enumerate(samples):
+                if listing[i] and sample.finish_reason != "context":
+                    heads[i, j] = self.task.listed_moves(sample.text)
+                elif sample.finish_reason == "stop" and sample.text.strip():
+                    heads[i, j] = [sample.text.rstrip()]
+        asks = [(key, head) for key, lines in heads.items() for head in lines]
+        if not asks:
+            return results
+        requests_ = [GenerateRequest(prompt=requests[i].prompt + head + tail, max_tokens=self.task.tail_tokens,
+                                     stop=self.task.tail_stop, special=requests[i].special) for (i, _), head in asks]
+        rests = iter(self.backend.generate(requests_, self._explore_deadline()))
+        done = [list(samples) for samples in results]
+        for (i, j), lines in heads.items():
+            first, ends = results[i][j], [next(rests)[0] for _ in lines]
+            if listing[i]:  # the lines whose result came back in time
+                text = "".join(f"{h}{tail}{r.text}\n" for h, r in zip(lines, ends) if r.finish_reason != "deadline")
+                reason = first.finish_reason
+            else:
+                text, reason = lines[0] + tail + ends[0].text, ends[0].finish_reason
+            done[i][j] = replace(first, text=text, finish_reason=reason,
+                                 completion_tokens=first.completion_tokens + sum(r.completion_tokens for r in ends),
+                                 prompt_tokens=first.prompt_tokens + sum(r.prompt_tokens for r in ends),
+                                 cached_tokens=first.cached_tokens + sum(r.cached_tokens for r in ends))
+        return done
 
     def _complete(self, state: dict[str, Any], move: str) -> Step | None:
         """The step a tool makes of a bare ``move`` alone, with no model asked; None

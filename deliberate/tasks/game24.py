@@ -6,9 +6,14 @@ reads ``a op b = c (left: ...)``.
 With the calculator tool on (the default), the model writes only the move ``a op b``
 and stops at ``=``; the calculator computes `` = c (left: ...)`` in exact rationals,
 so the model never does arithmetic. With ``tools=False`` the model writes ``c`` too,
-and the verifier (if on) rejects a step whose arithmetic is wrong. Either way a step
-naming numbers that are not left is rejected, and the final check is exact: one
-number left, equal to 24, built from all four inputs.
+and the verifier (if on) rejects a step whose arithmetic is wrong. By default
+(``results="greedy"``) the move is sampled and ``c`` is the model's greedy
+continuation of "a op b =": its single most likely number, so each move has one
+result and the search can tell which moves a state has tried. ``results="sampled"``
+samples the whole line in one go, as the ToT paper does. Either way a step naming
+numbers that are not left is rejected, and the final check is exact: one number
+left, equal to 24, built from all four inputs. A chain that ends on another number
+gives no answer.
 """
 
 from __future__ import annotations
@@ -75,6 +80,7 @@ Judgement: sure
 
 _OPS = {"+", "-", "*", "/"}
 OPENING_STYLES = ("pair", "operation", "operand", "none")
+RESULT_STYLES = ("greedy", "sampled")
 _NUM = r"-?\d+(?:\.\d+)?(?:\s*/\s*\d+)?"
 # An operand's fraction has no spaces, so "12 / 1/2" reads as 12 divided by 1/2.
 _OPERAND = r"-?\d+(?:\.\d+)?(?:/\d+)?"
@@ -88,6 +94,8 @@ _MOVE = re.compile(
     rf"^\s*(?:step\s*\d*[:.)]\s*)?(?P<a>{_OPERAND})\s*(?P<op>[-+*/×x÷−])\s*(?P<b>{_OPERAND})\s*(?:=.*)?$",
     re.IGNORECASE | re.DOTALL,
 )
+# The move of a listed step, up to its "=": "8 * 3 = 24 (left: 24)" gives "8 * 3".
+_HEAD = re.compile(rf"^\s*(?P<head>{_OPERAND}\s*[-+*/×x÷−]\s*{_OPERAND})\s*=")
 _SYMBOL = {"×": "*", "x": "*", "X": "*", "÷": "/", "−": "-"}
 
 
@@ -123,20 +131,37 @@ class Game24Task:
     max_depth = 3
     tool_names = ("calculator",)  # the tools this task can use (``tools=False`` turns them off)
 
-    def __init__(self, *, openings: str = "operand", tools: bool = True) -> None:
+    # Without the calculator and with greedy results, a sampled move that stops at "="
+    # is continued greedily after this text (``Search`` reads it): the result alone.
+    greedy_tail: str | None = None
+    tail_stop: tuple[str, ...] = ("\n", " (")
+    tail_tokens = 8  # " 1728" is five tokens
+
+    def __init__(self, *, openings: str = "operand", tools: bool = True, results: str = "greedy") -> None:
         if openings not in OPENING_STYLES:
             raise UsageError(f"game24 openings must be one of {', '.join(OPENING_STYLES)}, got {openings!r}")
+        if results not in RESULT_STYLES:
+            raise UsageError(f"game24 results must be one of {', '.join(RESULT_STYLES)}, got {results!r}")
         if not isinstance(tools, bool):
             raise UsageError(f"game24 tools must be true or false, got {tools!r}")
         self.opening_style = openings
         self.tools = tools
+        self.results = results
+        if openings == "none":
+            # No opening to spread samples over: ask for lists of proposals, as the ToT
+            # paper does; one sampled line at a time mostly repeats the same first move.
+            self.mode = "propose"
         if tools:
             # The model writes the move and stops at "="; the calculator writes the rest.
             self.step_stop = ("\n", "=", " (")
             self.step_tokens = 10
-        else:
-            # After "a op b =" only a number is left to write: " 1728" is five tokens.
-            self.step_tokens = 8 if openings == "pair" else 16
+        elif openings == "pair":
+            self.step_tokens = 8  # after "a op b =" only a number is left to write
+        elif results == "greedy":
+            # The model samples the move and stops at "="; a greedy ask writes the result.
+            self.step_stop = ("\n", "=", " (")
+            self.step_tokens = 10
+            self.greedy_tail = " ="
 
     # -- states ----------------------------------------------------------------
     def root(self, question: str) -> State:
@@ -151,8 +176,8 @@ class Game24Task:
         return len(state["left"]) == 1
 
     def answer(self, question: str, state: State) -> str | None:
-        if not self.is_terminal(state):
-            return None
+        if not self.is_terminal(state) or Fraction(state["left"][0]) != 24:
+            return None  # a chain that ends on another number has not answered
         return f"{_strip_outer(state['exprs'][0])} = {state['left'][0]}"
 
     def verify(self, question: str, state: State) -> bool | None:
@@ -182,7 +207,8 @@ class Game24Task:
         - "pair": "8 * 3": pure enumeration. With the calculator on, the opening is the
           whole move and no model is asked at all: the ceiling and the control, not
           the product. With ``tools=False`` it is "8 * 3 =" and the model computes.
-        - "none": the model writes the whole step (the ToT protocol).
+        - "none": the model writes the whole step, as lines of a list of proposals
+          by default (``mode = "propose"``: the ToT protocol).
         """
         numbers = list(dict.fromkeys(state["left"]))
         if self.opening_style == "pair":
@@ -203,6 +229,17 @@ class Game24Task:
             if step is not None:
                 steps.append(step)
         return steps
+
+    def listed_moves(self, text: str) -> list[str]:
+        """The moves "a op b" of a list of proposals, each line's up to its "=", once
+        each: where the greedy result is decoded (``greedy_tail``)."""
+        heads: list[str] = []
+        for line in text.split("\n"):
+            if line.strip().lower().startswith("input"):
+                break
+            if match := _HEAD.match(line):
+                heads.append(match["head"])
+        return list(dict.fromkeys(heads))
 
     def parse_step(self, question: str, state: State, text: str, *, verify: bool) -> Step | None:
         """The step ``text`` makes from ``state``, or None.
@@ -254,11 +291,12 @@ class Game24Task:
     def moves(self, state: State, *, verify: bool) -> list[str] | None:
         """Every legal "a op b" from ``state`` (as the pair openings list them).
 
-        Only a computed or verified step has one right result per move; with neither
-        the calculator nor the verifier, a move can give any number of different
-        children, so none is ever the last.
+        A computed or verified step has one right result per move, and so has a greedy
+        result (the model's most likely number); with sampled results and neither the
+        calculator nor the verifier, a move can give any number of different children,
+        so none is ever the last.
         """
-        if not (verify or self.tools):
+        if not (verify or self.tools or self.greedy_tail):
             return None
         return [opening.removesuffix(" =") for opening in _pair_openings(state["left"])]
 
