@@ -168,10 +168,10 @@ def test_solve_view_streams_node_events_before_the_solve_ends(tmp_path) -> None:
         line = process.stderr.readline()  # printed before the model loads
         found = re.search(r"live view: (http://127\.0\.0\.1:\d+/)", line)
         assert found, line
-        got: list[tuple[str, Any, float]] = []
+        got: list[tuple[str, Any, bool]] = []  # (name, data, was the trace file written yet)
         with httpx.stream("GET", found[1] + "events", timeout=60) as response:
             for name, data in sse(response):
-                got.append((name, data, time.monotonic()))
+                got.append((name, data, (tmp_path / "t.json").exists()))
                 if name == "trace":
                     break
         process.wait(timeout=30)
@@ -179,11 +179,12 @@ def test_solve_view_streams_node_events_before_the_solve_ends(tmp_path) -> None:
         if process.poll() is None:
             process.kill()
     assert process.returncode in (0, 3)
-    expands = [(data, at) for name, data, at in got if name == "event" and data["type"] == "expand"]
-    trace_at = next(at for name, _, at in got if name == "trace")
+    expands = [(data, written) for name, data, written in got if name == "event" and data["type"] == "expand"]
     assert expands, "no node event came"
-    # Live, not replayed at the end: the first thoughts came seconds before the trace.
-    assert trace_at - expands[0][1] > 2.0
+    # Live, not replayed at the end: the solve writes its trace file when the search is over,
+    # and the first thoughts reached the page before that. An order, not a timing, so no
+    # machine is too fast or too slow for it.
+    assert not expands[0][1], "the first node event came only after the solve had ended"
     trace = next(data for name, data, _ in got if name == "trace")
     assert trace["meta"]["question"] == "Use 1 1 5 13 to make 24."
     assert [e for n, e, _ in got if n == "event"] == trace["events"]
