@@ -382,6 +382,25 @@ def test_math_checks_every_equation_in_a_step():
     assert task.parse_step("q", root, "Answer: $1,450.", verify=True).state["answer"] == "1450"
 
 
+def test_math_reads_an_equation_through_its_annotation():
+    # The result the prose claims is the number after the annotation, whether the
+    # calculator wrote the annotation's result or the model wrote a malformed one.
+    assert not arithmetic_ok("15 + 25 = <<15+25>>25 chickens.")
+    assert not arithmetic_ok("4 - 2 = <<8 - 2=6>>6 sheep.")  # the annotation is right, the prose is not
+    assert not arithmetic_ok("15 + 25 = <<15+25=41>>41")  # and the annotation itself is read too
+    assert arithmetic_ok("48 / 2 = <<48/2=24>>24 clips") and arithmetic_ok("<<48/2=24>> clips")
+    assert equations("48 / 2 = <<48/2=24>>24") == [("48 / 2", "24"), ("48/2", "24")]
+
+
+@given(st.integers(0, 500), st.integers(1, 500), st.sampled_from("+-*/"), st.integers(-1000, 250000))
+def test_an_annotated_step_passes_exactly_when_its_result_is_right(a, b, op, claimed):
+    from fractions import Fraction
+
+    right = {"+": a + b, "-": a - b, "*": a * b, "/": Fraction(a, b)}[op]
+    step = f"That is {a} {op} {b} = <<{a}{op}{b}={claimed}>>{claimed} apples."
+    assert MathTask().check_step(step, verify=True) == (claimed == right)
+
+
 @pytest.mark.parametrize(("text", "number"), [("1,450", "1450"), ("18.0", "18"), ("about 7 or 8", "8"), ("-3", "-3"), ("none", None)])
 def test_numeric_answer(text, number):
     assert numeric_answer(text) == number

@@ -50,9 +50,16 @@ _EQUATION = re.compile(
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
+_BRACKETS = re.compile(r"<<(?P<inside>[^<>]*)>>")
+
+
 def equations(text: str) -> list[tuple[str, str]]:
-    """The (expression, claimed result) pairs written in a reasoning step."""
-    return [(m["lhs"].strip(), m["rhs"]) for m in _EQUATION.finditer(text)]
+    """The (expression, claimed result) pairs written in a reasoning step: those of the
+    prose, read as if its annotations were not there ("15 + 25 = <<15+25>>25" claims
+    15 + 25 = 25), then those inside the annotations ("<<15+25=41>>")."""
+    prose = _BRACKETS.sub(" ", text)
+    inside = " ; ".join(m["inside"] for m in _BRACKETS.finditer(text))
+    return [(m["lhs"].strip(), m["rhs"]) for part in (prose, inside) for m in _EQUATION.finditer(part)]
 
 
 def arithmetic_ok(text: str) -> bool:
