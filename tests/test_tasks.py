@@ -382,14 +382,14 @@ def test_math_checks_every_equation_in_a_step():
     assert task.parse_step("q", root, "Answer: $1,450.", verify=True).state["answer"] == "1450"
 
 
-def test_math_reads_an_equation_through_its_annotation():
-    # The result the prose claims is the number after the annotation, whether the
-    # calculator wrote the annotation's result or the model wrote a malformed one.
+def test_math_reads_an_equation_through_an_annotation_with_no_result():
+    # Without the tool the model may write "<<15+25>>", which hid the prose's claim.
     assert not arithmetic_ok("15 + 25 = <<15+25>>25 chickens.")
-    assert not arithmetic_ok("4 - 2 = <<8 - 2=6>>6 sheep.")  # the annotation is right, the prose is not
-    assert not arithmetic_ok("15 + 25 = <<15+25=41>>41")  # and the annotation itself is read too
+    assert arithmetic_ok("15 + 25 = <<15+25>>40 chickens.")
+    # An annotation with a result is the computation, and is itself checked.
+    assert not arithmetic_ok("15 + 25 = <<15+25=41>>41")
     assert arithmetic_ok("48 / 2 = <<48/2=24>>24 clips") and arithmetic_ok("<<48/2=24>> clips")
-    assert equations("48 / 2 = <<48/2=24>>24") == [("48 / 2", "24"), ("48/2", "24")]
+    assert equations("48 / 2 = <<48/2=24>>24") == [("48/2", "24")]
 
 
 @given(st.integers(0, 500), st.integers(1, 500), st.sampled_from("+-*/"), st.integers(-1000, 250000))

@@ -50,16 +50,17 @@ _EQUATION = re.compile(
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
-_BRACKETS = re.compile(r"<<(?P<inside>[^<>]*)>>")
+# "<<15+25>>": an annotation without a result, which only a model without the tool writes.
+_NO_RESULT = re.compile(r"<<[^<>=]*>>")
 
 
 def equations(text: str) -> list[tuple[str, str]]:
-    """The (expression, claimed result) pairs written in a reasoning step: those of the
-    prose, read as if its annotations were not there ("15 + 25 = <<15+25>>25" claims
-    15 + 25 = 25), then those inside the annotations ("<<15+25=41>>")."""
-    prose = _BRACKETS.sub(" ", text)
-    inside = " ; ".join(m["inside"] for m in _BRACKETS.finditer(text))
-    return [(m["lhs"].strip(), m["rhs"]) for part in (prose, inside) for m in _EQUATION.finditer(part)]
+    """The (expression, claimed result) pairs written in a reasoning step, the
+    annotations' own included ("<<15+25=41>>"). An annotation with no result is read
+    through: "15 + 25 = <<15+25>>25" claims 15 + 25 = 25. One with a result is the
+    step's computation, as in GSM8K, and the prose in front of it is not held to it."""
+    prose = _NO_RESULT.sub(" ", text)
+    return [(m["lhs"].strip(), m["rhs"]) for m in _EQUATION.finditer(prose)]
 
 
 def arithmetic_ok(text: str) -> bool:
