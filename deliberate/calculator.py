@@ -38,6 +38,26 @@ def normalize(expression: str) -> str:
 
 def evaluate(expression: str) -> Fraction:
     """The exact value of an arithmetic expression, or ``CalculatorError``."""
+    return _walk(_parse(expression), 0)
+
+
+def subtracts_from_itself(expression: str) -> bool:
+    """Whether the expression takes a number from itself (``400 - 400``), which gives
+    0 whatever the numbers mean. False for anything the calculator cannot read."""
+    try:
+        tree = _parse(expression)
+    except CalculatorError:
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub):
+            left, right = node.left, node.right
+            if isinstance(left, ast.Constant) and isinstance(right, ast.Constant) and left.value == right.value:
+                return True
+    return False
+
+
+def _parse(expression: str) -> ast.expr:
+    """The expression's syntax tree, within the length and nesting bounds."""
     if not isinstance(expression, str):
         raise CalculatorError("expression must be text")
     # Bound the length before any other work, so a megabyte of input is rejected at once.
@@ -62,7 +82,7 @@ def evaluate(expression: str) -> Fraction:
             tree = ast.parse(text, mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         raise CalculatorError(f"not an arithmetic expression: {expression!r}") from exc
-    return _walk(tree.body, 0)
+    return tree.body
 
 
 def _max_bracket_depth(text: str) -> int:

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deliberate.calculator import MAX_LENGTH, evaluate, format_number, normalize, parse_number
+from deliberate.calculator import MAX_LENGTH, evaluate, format_number, normalize, parse_number, subtracts_from_itself
 from deliberate.errors import CalculatorError, DeliberateError
 
 TIME_LIMIT = 0.010  # seconds per call
@@ -365,3 +365,13 @@ def test_threads_can_evaluate_at_once() -> None:
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    ("400 - 400", True), ("(5-5)*2", True), ("10.0 - 10", True), ("2 * (7 - 7)", True),
+    ("400 - 100", False), ("2*3 - 3", False), ("3 - -3", False), ("60 / 60", False),
+    ("1 + 7 - 7", False), ("7 - 7 +", False), ("x - x", False),
+])
+def test_subtracts_from_itself(text: str, found: bool) -> None:
+    # "1 + 7 - 7" is (1 + 7) - 7: it takes 7 from 8, not from itself. Unreadable text is False.
+    assert subtracts_from_itself(text) is found

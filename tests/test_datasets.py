@@ -274,3 +274,19 @@ def test_real_game24_known_solution() -> None:
     assert score("game24", "4 * 6 * 1 * 1 = 24", first)
     assert score("game24", "(4 * 6) * (1 / 1)", first)
     assert not score("game24", "4 * 6 = 24", first)
+
+
+def test_real_gsm8k_solutions_pass_the_math_verifier() -> None:
+    # The verifier must not reject what GSM8K's own solutions write: of its train
+    # solutions' 26,724 lines, the checks reject under 1 % (prose like "W/2 - 2 = $55",
+    # read as 2 - 2 = 55), and the self-subtraction check alone rejects 2.
+    from deliberate.tasks.math import MathTask, subtracts_a_number_from_itself
+
+    task, lines, rejected, vacuous = MathTask(), 0, 0, 0
+    for row in (json.loads(line) for line in (shared("gsm8k") / "train.jsonl").read_text().splitlines()):
+        for step in row["answer"].split("####")[0].strip().splitlines():
+            lines += 1
+            rejected += not task.check_step(step, verify=True)
+            vacuous += subtracts_a_number_from_itself(step)
+    assert lines > 20000
+    assert rejected / lines < 0.01 and vacuous / lines < 0.0005

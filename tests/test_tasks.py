@@ -398,7 +398,21 @@ def test_an_annotated_step_passes_exactly_when_its_result_is_right(a, b, op, cla
 
     right = {"+": a + b, "-": a - b, "*": a * b, "/": Fraction(a, b)}[op]
     step = f"That is {a} {op} {b} = <<{a}{op}{b}={claimed}>>{claimed} apples."
-    assert MathTask().check_step(step, verify=True) == (claimed == right)
+    vacuous = op == "-" and a == b  # right arithmetic that says nothing: also rejected
+    assert MathTask().check_step(step, verify=True) == (claimed == right and not vacuous)
+
+
+@pytest.mark.parametrize("step", [
+    "400 - 400 = <<400-400=0>>0 dollars.",  # as the tool completes it
+    "Raymond has 400 - 400 = 0 <<400 - 400 = 0.",  # as a model without the tool writes it
+    "The net profit is $10 - $10 = $0.",
+])
+def test_math_rejects_a_step_that_takes_a_number_from_itself(step):
+    task = MathTask()
+    assert arithmetic_ok(step)  # the arithmetic is right...
+    assert not task.check_step(step, verify=True)  # ...but the step computes nothing
+    assert task.check_step(step, verify=False)
+    assert task.check_step("It takes 60 / 60 = <<60/60=1>>1 hour.", verify=True)  # x / x is a unit change
 
 
 @pytest.mark.parametrize(("text", "number"), [("1,450", "1450"), ("18.0", "18"), ("about 7 or 8", "8"), ("-3", "-3"), ("none", None)])
