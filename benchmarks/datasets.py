@@ -29,7 +29,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from deliberate.calculator import evaluate, normalize, parse_number
+from deliberate.benchmarks.math_answers import last_boxed, math_equal, plain_number
+from deliberate.calculator import evaluate, normalize
 from deliberate.errors import CalculatorError, DatasetError, UsageError
 from deliberate.jsonl import read_jsonl
 from deliberate.plugins import DATASETS
@@ -229,7 +230,7 @@ def game24_correct(answer: str, puzzle: str) -> bool:
     if not lines:
         return False
     expression, *claims = re.sub(r"^\s*answer\s*:", "", lines[-1], flags=re.IGNORECASE).split("=")
-    if any(_number(claim) != 24 for claim in claims):
+    if any(plain_number(claim) != 24 for claim in claims):
         return False  # "... = 25" claims something else, whatever the left side is
     try:
         value = evaluate(expression)  # bounded and whitelisted; it rejects anything but arithmetic
@@ -247,22 +248,11 @@ def game24_correct(answer: str, puzzle: str) -> bool:
     return value == 24 and sorted(used) == sorted(Fraction(n) for n in puzzle.split())
 
 
-def _number(text: str) -> Fraction | None:
-    """A plain number such as "1,450", "$18.", "-3.50" or "8/3"; None for anything else."""
-    text = text.strip().replace("$", "").rstrip(".").strip()
-    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", text):
-        text = text.replace(",", "")
-    try:
-        return parse_number(text)
-    except CalculatorError:
-        return None
-
-
 def _gsm8k_correct(answer: str, gold: str) -> bool:
     # The last number written is the answer, as GSM8K's own "#### (number)" rule reads it.
     numbers = re.findall(r"-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?", answer)
-    value = _number(numbers[-1].replace(",", "")) if numbers else None
-    return value is not None and value == _number(gold)
+    value = plain_number(numbers[-1].replace(",", "")) if numbers else None
+    return value is not None and value == plain_number(gold)
 
 
 def _prontoqa_correct(answer: str, gold: str) -> bool:
@@ -280,7 +270,7 @@ def _bbh_correct(answer: str, gold: str) -> bool:
 
 
 def _generic_correct(answer: str, gold: str) -> bool:
-    a, g = _number(answer), _number(gold)
+    a, g = plain_number(answer), plain_number(gold)
     if a is not None and g is not None:
         return a == g
     return _plain(answer) == _plain(gold) != ""
@@ -288,64 +278,6 @@ def _generic_correct(answer: str, gold: str) -> bool:
 
 def _plain(text: str) -> str:
     return re.sub(r"[\W_]+", "", text.casefold())
-
-
-# -- MATH answers: LaTeX normalized, after Hendrycks et al.'s strip_string ----------------
-
-
-def last_boxed(text: str) -> str | None:
-    """The contents of the last ``\\boxed{...}`` (or ``\\fbox{...}``), braces matched."""
-    start = max(text.rfind("\\boxed{"), text.rfind("\\fbox{"))
-    if start < 0:
-        return None
-    depth = 0
-    opening = text.index("{", start)
-    for i in range(opening, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[i], 0)
-        if depth == 0:
-            return text[opening + 1 : i]
-    return None
-
-
-# Spacing, sizing and decoration that never change a MATH answer's value.
-_MATH_NOISE = ("\\left", "\\right", "\\!", "\\,", "\\;", "\\:", "\\ ", "\\%", "%", "\\$", "$", "^\\circ", "^{\\circ}")
-
-
-def normalize_math(text: str) -> str:
-    """A MATH answer in one canonical spelling: "\\dfrac12" and "1/2" both become "\\frac{1}{2}"."""
-    text = last_boxed(text) or text
-    for noise in _MATH_NOISE:
-        text = text.replace(noise, "")
-    text = text.replace("dfrac", "frac").replace("tfrac", "frac")
-    text = re.sub(r"(?<=\S)\s*\\(?:text|mbox)\{[^{}]*\}\s*$", "", text.strip())  # a trailing unit: "10\\text{ cm}"
-    text = re.sub(r"\\(?:text|textbf|mbox|mathrm)\{([^{}]*)\}", r"\1", text)
-    text = re.sub(r"\s+", "", text).rstrip(".")
-    if text.count("=") == 1 and re.fullmatch(r"[a-zA-Z]{1,2}", text.split("=")[0]):
-        text = text.split("=")[1]  # "x=5" answers 5
-    text = re.sub(r"\\(frac|sqrt)(\d)", r"\\\1{\2}", text)  # \\frac12 -> \\frac{1}2, \\sqrt2 -> \\sqrt{2}
-    text = re.sub(r"(\\frac\{[^{}]*\})(\d)", r"\1{\2}", text)
-    text = re.sub(r"^(-?)(\d+)/(\d+)$", r"\1\\frac{\2}{\3}", text)
-    text = re.sub(r"^(-?)\.(\d)", r"\g<1>0.\2", text)
-    return re.sub(r"^(-?\d+)\.0+$", r"\1", text)
-
-
-def _math_number(text: str) -> Fraction | None:
-    fraction = re.fullmatch(r"(-?)\\frac\{(-?\d+)\}\{(\d+)\}", text)
-    if fraction:
-        if int(fraction[3]) == 0:
-            return None
-        value = Fraction(int(fraction[2]), int(fraction[3]))
-        return -value if fraction[1] else value
-    return _number(text)
-
-
-def math_equal(answer: str, gold: str) -> bool:
-    """MATH-500: the normalized strings match, or both are the same number."""
-    a, g = normalize_math(answer), normalize_math(gold)
-    if a == g and a:
-        return True
-    x, y = _math_number(a), _math_number(g)
-    return x is not None and x == y
 
 
 # -- the built-in kinds, as the deliberate.datasets entry points name them ---------------

@@ -9,7 +9,8 @@ Three steps:
    collecting never asks the judge. Every node of each graph that is neither the root
    nor terminal is a state, once per task key (the first time it is reached), with its
    depth, until ``--states`` states are collected; no further item is run after that.
-2. **Label** each state with ground truth that no search sees. Game of 24: a state
+2. **Label** each state with ground truth that no search sees
+   (``deliberate.benchmarks.ground_truth``). Game of 24: a state
    is good when the numbers it has left can still make 24, decided exactly by a
    brute-force solver over Fractions (``solvable``, here and nowhere else). GSM8K: a
    state is good when one of ``rollouts`` sampled continuations from it (temperature
@@ -24,7 +25,7 @@ Three steps:
    share. A state with no sibling to vote against has no vote value (the search would
    value it instead) and is left out of the vote rows.
 
-The report is the ROC AUC of each evaluator, overall and by depth: the chance that a
+The report is the ROC AUC of each evaluator (``deliberate.benchmarks.auc``), overall and by depth: the chance that a
 random good state scores above a random bad one, ties counting half (Mann-Whitney).
 Each AUC has a 95 % percentile-bootstrap interval, resampling within each class, from a
 seeded generator, so a rerun gives the same interval. A row with fewer than
@@ -34,16 +35,15 @@ seeded generator, so a rerun gives the same interval. A row with fewer than
 from __future__ import annotations
 
 import json
-import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from fractions import Fraction
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from deliberate.benchmarks.auc import MIN_CLASS, Row, format_auc, summarize
+from deliberate.benchmarks.ground_truth import LABELERS, ROLLOUTS, Progress, label_by_rollouts
 from deliberate.clock import Deadline, MonotonicClock
 from deliberate.errors import ContextOverflowError, DatasetError, UsageError
 from deliberate.graph import ROOT
@@ -51,147 +51,10 @@ from deliberate.tasks import Task, make_task
 from deliberate.tasks.base import label_probs, label_value, vote_labels
 
 EVALUATORS = ("value", "vote")
-MIN_CLASS = 10  # fewer states than this of either class: no AUC
 BATCH = 16  # prompts per score_labels call
 VOTE_SIZE = 20  # the most siblings in one vote, as the search votes
 # Dataset kinds whose states have exact ground truth here, and the names of their classes.
 SUPPORTED = {"game24": ("solvable", "unsolvable"), "gsm8k": ("reaches the gold answer", "does not")}
-ROLLOUTS = 4  # sampled continuations per state, for tasks labelled by rollouts
-ROLLOUT_TOKENS = 256
-
-Row = dict[str, Any]  # {"good", "bad", "auc", "low", "high"}
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
-
-
-# -- ground truth: Game of 24 by brute force -------------------------------------------------
-
-
-def solvable(numbers: Sequence[str | int | Fraction]) -> bool:
-    """Whether ``numbers`` ("4", "3/2", ...) can still make exactly 24 with + - * /,
-    each number used once."""
-    return _makes_24(tuple(sorted(Fraction(n) for n in numbers)))
-
-
-@lru_cache(maxsize=None)
-def _makes_24(numbers: tuple[Fraction, ...]) -> bool:
-    if len(numbers) == 1:
-        return numbers[0] == 24
-    for i in range(len(numbers)):
-        for j in range(i + 1, len(numbers)):
-            rest = numbers[:i] + numbers[i + 1 : j] + numbers[j + 1 :]
-            a, b = numbers[i], numbers[j]
-            results = {a + b, a - b, b - a, a * b}
-            if b:
-                results.add(a / b)
-            if a:
-                results.add(b / a)
-            if any(_makes_24(tuple(sorted((*rest, r)))) for r in results):
-                return True
-    return False
-
-
-def _label_game24(state: Mapping[str, Any]) -> bool:
-    return solvable(state["left"])
-
-
-LABELERS: dict[str, Callable[[Mapping[str, Any]], bool]] = {"game24": _label_game24}
-
-
-# -- ground truth: GSM8K by rollouts to the gold answer --------------------------------------------
-
-
-def label_by_rollouts(
-    backend: Any, task: Task, kind: str, reached: Sequence[Reached], items: Mapping[str, Any], *,
-    rollouts: int = ROLLOUTS, seed: int = 0, batch: int = BATCH, on_progress: Progress | None = None,
-) -> None:
-    """Set ``good`` on each state: whether one of ``rollouts`` sampled continuations
-    from it reaches its item's gold answer (``score``, the dataset's rule)."""
-    from deliberate.backends.base import GenerateRequest, derive_seed, generate_with_tools
-    from deliberate.benchmarks.datasets import score
-
-    deadline = Deadline(getattr(backend, "clock", None) or MonotonicClock())  # no time limit
-    tools = getattr(task, "call_syntax", None) if getattr(task, "tools", False) else None
-    for start in range(0, len(reached), batch):
-        chunk = reached[start : start + batch]
-        requests = [
-            GenerateRequest(
-                prompt=task.step_prompt(r.question, r.state).render(), n=rollouts, max_tokens=ROLLOUT_TOKENS,
-                stop=("\n\n", "\nQuestion:"), temperature=0.7, seed=derive_seed(seed, start + i), tools=tools,
-            )
-            for i, r in enumerate(chunk)
-        ]
-        for r, samples in zip(chunk, generate_with_tools(backend, requests, deadline)):
-            answers = [_rollout_answer(task, r, sample.text) for sample in samples]
-            r.good = any(score(kind, answer, items[r.item]) for answer in answers if answer is not None)
-        if on_progress:
-            on_progress("label", min(start + batch, len(reached)), len(reached))
-
-
-def _rollout_answer(task: Task, r: Reached, text: str) -> str | None:
-    """The answer a continuation reaches: its steps parsed as the search parses them,
-    up to the first that ends the chain."""
-    state = r.state
-    for line in text.splitlines():
-        step = task.parse_step(r.question, state, line, verify=False)
-        if step is None:
-            continue
-        state = step.state
-        if task.is_terminal(state):
-            return task.answer(r.question, state)
-    return None
-
-
-# -- AUC and its interval ---------------------------------------------------------------------
-
-
-def auc(good: Sequence[float], bad: Sequence[float]) -> float | None:
-    """P(a random good score > a random bad one), ties counting half; None if a class is empty.
-
-    The Mann-Whitney form: the rank sum of the good scores among all, with tied scores
-    sharing their average rank.
-    """
-    if not good or not bad:
-        return None
-    scores = sorted([(s, True) for s in good] + [(s, False) for s in bad], key=lambda p: p[0])
-    rank_sum = 0.0
-    i = 0
-    while i < len(scores):
-        j = i
-        while j < len(scores) and scores[j][0] == scores[i][0]:
-            j += 1
-        average = (i + 1 + j) / 2  # ranks i+1 .. j share their mean
-        rank_sum += average * sum(1 for _, is_good in scores[i:j] if is_good)
-        i = j
-    n_good, n_bad = len(good), len(bad)
-    return (rank_sum - n_good * (n_good + 1) / 2) / (n_good * n_bad)
-
-
-def bootstrap(good: Sequence[float], bad: Sequence[float], rng: random.Random, resamples: int = 1000) -> tuple[float, float]:
-    """A 95 % percentile-bootstrap interval of ``auc``, resampling within each class."""
-    if not good or not bad:
-        raise ValueError("both classes need at least one score")
-    aucs = sorted(
-        auc(rng.choices(good, k=len(good)), rng.choices(bad, k=len(bad)))  # type: ignore[misc]
-        for _ in range(resamples)
-    )
-    return aucs[int(0.025 * resamples)], aucs[min(resamples - 1, int(0.975 * resamples))]
-
-
-def summarize(good: Sequence[float], bad: Sequence[float], *, seed: Any = 0, resamples: int = 1000) -> Row:
-    """Class counts, AUC and interval; AUC n/a (None) below ``MIN_CLASS`` of either class."""
-    row: Row = {"good": len(good), "bad": len(bad), "auc": None, "low": None, "high": None}
-    if min(len(good), len(bad)) < MIN_CLASS:
-        return row
-    low, high = bootstrap(good, bad, random.Random(seed), resamples)
-    row.update(auc=auc(good, bad), low=low, high=high)
-    return row
-
-
-def format_auc(row: Mapping[str, Any]) -> str:
-    """"AUC 0.87 [0.80, 0.93]", or "AUC n/a" where a class had too few states."""
-    if row.get("auc") is None:
-        return "AUC n/a"
-    return f"AUC {row['auc']:.2f} [{row['low']:.2f}, {row['high']:.2f}]"
 
 
 # -- collecting states ---------------------------------------------------------------------------

@@ -100,7 +100,8 @@ def tool_calls(backend: Any, *, seed: int = 0, samples: int = 8, rounds: int = 3
     Each round samples ``samples`` GSM8K-style steps (temperature 0.7) that the prompt
     starts at an annotation; every call the model writes is counted.
     """
-    from deliberate.backends.base import GenerateRequest, continue_after_tools
+    from deliberate.backends.base import GenerateRequest
+    from deliberate.backends.tool_calls import continue_after_tools
     from deliberate.clock import Deadline
     from deliberate.tasks.math import MathTask
     from deliberate.tools import CALCULATOR

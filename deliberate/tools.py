@@ -9,10 +9,11 @@ Nothing the model writes is executed. The calculator parses its input against a
 whitelist (``deliberate.calculator``); input it rejects gets an error string in place
 of a result (``<<48/0=error: division by zero>>``), and the text goes on.
 
-Backends run calls in ``generate_with_tools``. The default, ``continue_after_tools``,
-works on any backend through plain ``generate`` calls, one continuation request per
-call. ``LlamaBackend`` runs them inside its decode loop instead: the result's tokens
-are appended to the same sequence, so a call costs only those tokens of prefill.
+Backends run calls in ``generate_with_tools`` (``deliberate.backends.tool_calls``).
+The default, ``continue_after_tools``, works on any backend through plain ``generate``
+calls, one continuation request per call. ``LlamaBackend`` runs them inside its decode
+loop instead: the result's tokens are appended to the same sequence, so a call costs
+only those tokens of prefill.
 """
 
 from __future__ import annotations

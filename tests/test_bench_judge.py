@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from conftest import Game24Responder, WatchedClock, can_make_24, game24_scorer, think_guarded, wall_clock_limit
 from deliberate.backends.scripted import ScriptedBackend, uniform_scores
-from deliberate.benchmarks import judge
+from deliberate.benchmarks import auc, ground_truth, judge
 from deliberate.benchmarks.datasets import load
 from deliberate.cli import app
 from deliberate.clock import Deadline
@@ -44,13 +44,13 @@ def data(tmp_path: Path) -> Path:
 
 
 def test_auc_of_hand_computed_cases() -> None:
-    assert judge.auc([0.9, 0.8, 0.7], [0.1, 0.2]) == 1.0  # every good state above every bad one
-    assert judge.auc([0.1, 0.2], [0.9, 0.8, 0.7]) == 0.0  # reversed
-    assert judge.auc([0.5, 0.5, 0.5], [0.5, 0.5]) == 0.5  # all tied: half each
+    assert auc.auc([0.9, 0.8, 0.7], [0.1, 0.2]) == 1.0  # every good state above every bad one
+    assert auc.auc([0.1, 0.2], [0.9, 0.8, 0.7]) == 0.0  # reversed
+    assert auc.auc([0.5, 0.5, 0.5], [0.5, 0.5]) == 0.5  # all tied: half each
     # 0.9 beats all three bad (3), 0.6 beats all three (3), 0.4 loses to 0.5, ties 0.4 and
     # beats 0.1 (1.5): 7.5 of 9 pairs.
-    assert judge.auc([0.9, 0.6, 0.4], [0.5, 0.4, 0.1]) == pytest.approx(7.5 / 9)
-    assert judge.auc([], [0.1]) is None and judge.auc([0.1], []) is None
+    assert auc.auc([0.9, 0.6, 0.4], [0.5, 0.4, 0.1]) == pytest.approx(7.5 / 9)
+    assert auc.auc([], [0.1]) is None and auc.auc([0.1], []) is None
 
 
 def test_auc_is_the_share_of_pairs_in_order() -> None:
@@ -59,51 +59,51 @@ def test_auc_is_the_share_of_pairs_in_order() -> None:
         good = [rng.choice([0.0, 0.25, 0.5, 0.75, 1.0]) for _ in range(rng.randint(1, 15))]
         bad = [rng.choice([0.0, 0.25, 0.5, 0.75, 1.0]) for _ in range(rng.randint(1, 15))]
         pairs = [1.0 if g > b else 0.5 if g == b else 0.0 for g, b in itertools.product(good, bad)]
-        assert judge.auc(good, bad) == pytest.approx(sum(pairs) / len(pairs))
+        assert auc.auc(good, bad) == pytest.approx(sum(pairs) / len(pairs))
 
 
 def test_the_bootstrap_interval_holds_the_estimate_and_is_seeded() -> None:
     rng = random.Random(0)
     good = [rng.gauss(0.6, 0.2) for _ in range(40)]
     bad = [rng.gauss(0.45, 0.2) for _ in range(30)]
-    point = judge.auc(good, bad)
-    low, high = judge.bootstrap(good, bad, random.Random(7), 1000)
+    point = auc.auc(good, bad)
+    low, high = auc.bootstrap(good, bad, random.Random(7), 1000)
     assert 0.0 <= low < point < high <= 1.0
-    assert (low, high) == judge.bootstrap(good, bad, random.Random(7), 1000)
-    assert (low, high) != judge.bootstrap(good, bad, random.Random(8), 1000)
-    row = judge.summarize(good, bad, seed="x", resamples=500)
-    assert row == judge.summarize(good, bad, seed="x", resamples=500)
+    assert (low, high) == auc.bootstrap(good, bad, random.Random(7), 1000)
+    assert (low, high) != auc.bootstrap(good, bad, random.Random(8), 1000)
+    row = auc.summarize(good, bad, seed="x", resamples=500)
+    assert row == auc.summarize(good, bad, seed="x", resamples=500)
     assert row["good"] == 40 and row["bad"] == 30 and row["low"] <= row["auc"] == point <= row["high"]
     # Perfect separation stays perfect in every resample.
-    assert judge.bootstrap([0.9] * 12, [0.1] * 12, random.Random(0), 200) == (1.0, 1.0)
+    assert auc.bootstrap([0.9] * 12, [0.1] * 12, random.Random(0), 200) == (1.0, 1.0)
 
 
 def test_auc_is_na_below_ten_states_of_a_class() -> None:
-    scarce = judge.summarize([0.9] * 9, [0.1] * 50)
+    scarce = auc.summarize([0.9] * 9, [0.1] * 50)
     assert scarce == {"good": 9, "bad": 50, "auc": None, "low": None, "high": None}
-    assert judge.format_auc(scarce) == "AUC n/a"
-    enough = judge.summarize([0.9] * 10, [0.1] * 10)
-    assert enough["auc"] == 1.0 and judge.format_auc(enough) == "AUC 1.00 [1.00, 1.00]"
+    assert auc.format_auc(scarce) == "AUC n/a"
+    enough = auc.summarize([0.9] * 10, [0.1] * 10)
+    assert enough["auc"] == 1.0 and auc.format_auc(enough) == "AUC 1.00 [1.00, 1.00]"
 
 
 # -- the ground truth ------------------------------------------------------------------------------
 
 
 def test_the_solver_on_known_states() -> None:
-    assert judge.solvable(["4", "6"]) and judge.solvable(["6", "6", "6", "6"]) and judge.solvable(["24"])
-    assert not judge.solvable(["1", "2"]) and not judge.solvable(["1", "1", "1", "1"]) and not judge.solvable(["23"])
-    assert judge.solvable(["3/2", "16"])  # fractions left by an earlier division
-    assert judge.solvable(["1", "5", "5", "5"])  # 5 * (5 - 1/5): only through a fraction
-    assert judge.solvable(["3", "3", "8", "8"])  # 8 / (3 - 8/3)
-    assert not judge.solvable(["-2", "1"])
-    assert judge.solvable(["-4", "28"])  # a negative number left by a subtraction
+    assert ground_truth.solvable(["4", "6"]) and ground_truth.solvable(["6", "6", "6", "6"]) and ground_truth.solvable(["24"])
+    assert not ground_truth.solvable(["1", "2"]) and not ground_truth.solvable(["1", "1", "1", "1"]) and not ground_truth.solvable(["23"])
+    assert ground_truth.solvable(["3/2", "16"])  # fractions left by an earlier division
+    assert ground_truth.solvable(["1", "5", "5", "5"])  # 5 * (5 - 1/5): only through a fraction
+    assert ground_truth.solvable(["3", "3", "8", "8"])  # 8 / (3 - 8/3)
+    assert not ground_truth.solvable(["-2", "1"])
+    assert ground_truth.solvable(["-4", "28"])  # a negative number left by a subtraction
 
 
 def test_the_solver_agrees_with_the_test_oracle() -> None:
     rng = random.Random(1)
     for _ in range(150):
         numbers = [str(rng.randint(1, 13)) for _ in range(rng.choice([2, 3, 4]))]
-        assert judge.solvable(numbers) == can_make_24(numbers), numbers
+        assert ground_truth.solvable(numbers) == can_make_24(numbers), numbers
 
 
 # -- judging as the search judges --------------------------------------------------------------------
@@ -157,7 +157,7 @@ def test_a_judge_that_knows_the_game_separates_perfectly(data: Path) -> None:
     overall = value["overall"]
     assert overall["good"] >= 10 and overall["bad"] >= 10
     assert overall["good"] + overall["bad"] == result["states"]
-    assert overall["good"] == sum(judge.solvable(r["key"].split()) for r in result["reached"])
+    assert overall["good"] == sum(ground_truth.solvable(r["key"].split()) for r in result["reached"])
     assert overall["auc"] == 1.0 and overall["low"] == 1.0
     assert set(value["depths"]) == {str(r["depth"]) for r in result["reached"]} <= {"1", "2"}
     assert sum(row["good"] + row["bad"] for row in value["depths"].values()) == result["states"]
@@ -301,7 +301,7 @@ def test_gsm8k_states_are_labelled_by_rollouts_to_the_gold_answer(fake_clock) ->
     wrong = {"steps": ["May is 48 * 2 = <<48*2=96>>96 clips."], "answer": None}
     reached = [judge.Reached(f"k{i}", 1, "test:1", question, state, None) for i, state in enumerate([right, wrong, right])]
     items = {"test:1": Item("test:1", question, "72", "math")}
-    judge.label_by_rollouts(scripted, task, "gsm8k", reached, items, rollouts=4, batch=2)
+    ground_truth.label_by_rollouts(scripted, task, "gsm8k", reached, items, rollouts=4, batch=2)
     assert [r.good for r in reached] == [True, False, True]
     prompts = [p for kind, p in scripted.history if kind == "generate"]
     assert len(prompts) >= 2  # batched: two calls for three states, each asking 4 rollouts (more with tool rounds)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from deliberate.benchmarks.datasets import TASKS, KINDS, Item, game24_correct, load, math_equal, normalize_math, score
+from deliberate.benchmarks.datasets import TASKS, KINDS, Item, game24_correct, load, score
+from deliberate.benchmarks.math_answers import math_equal, normalize_math
 from deliberate.errors import DatasetError, UsageError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"

@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import think_guarded
-from deliberate.backends.base import GenerateRequest, Sample, continue_after_tools, generate_with_tools
+from deliberate.backends.base import GenerateRequest, Sample
+from deliberate.backends.tool_calls import continue_after_tools, generate_with_tools
 from deliberate.backends.scripted import ScriptedBackend
 from deliberate.calculator import evaluate
 from deliberate.clock import Deadline

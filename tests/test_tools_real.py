@@ -14,7 +14,8 @@ import statistics
 
 import pytest
 
-from deliberate.backends.base import GenerateRequest, continue_after_tools
+from deliberate.backends.base import GenerateRequest
+from deliberate.backends.tool_calls import continue_after_tools
 from deliberate.backends.shared import SharedBackend
 from deliberate.clock import Deadline
 from deliberate.tasks.math import MathTask

@@ -37,7 +37,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from deliberate.backends.base import Backend, Generate, GenerateRequest, Sample, Score, continue_after_tools
+from deliberate.backends.base import Backend, Generate, GenerateRequest, Sample, Score
+from deliberate.backends.tool_calls import continue_after_tools
 from deliberate.clock import Deadline
 from deliberate.errors import BackendError
 

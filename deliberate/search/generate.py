@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from deliberate.backends.base import GenerateRequest, Sample, derive_seed, generate_with_tools
+from deliberate.backends.base import GenerateRequest, Sample, derive_seed
+from deliberate.backends.tool_calls import generate_with_tools
 from deliberate.errors import ContextOverflowError
 from deliberate.graph import ROOT
 from deliberate.search.config import OPEN
