@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from deliberate.backends.base import Generate, GenerateRequest, Score
+from deliberate.backends.llama.decode import PREFILL_STEP
 from deliberate.clock import Deadline
 from deliberate.errors import BackendError
 from deliberate.tasks import make_task
@@ -119,6 +120,36 @@ def test_a_long_prompt_is_prefilled_over_several_steps_beside_a_decoding_branch(
     backend.generate_rolling(script.admit, script.deliver)
     assert script.results["long prompt"][0].completion_tokens == 2
     assert script.results["decoding"][0].completion_tokens == 30
+    check_kv_bookkeeping(backend)
+
+
+def test_prompt_tokens_fill_a_step_only_as_far_as_the_deadline_allows(backend) -> None:
+    # A step of 128 prompt tokens can take seconds on a busy CPU: near a deadline the
+    # loop feeds only what its seconds-per-token estimate says fits (4/5 of the time
+    # left). Pretend the CPU is slow, so a 3 s deadline leaves room for about 48.
+    long_prompt = " ".join(f"item{i}" for i in range(300))
+    sizes: list[int] = []
+    decode = backend._decode
+
+    def recording(n: int) -> None:
+        sizes.append(n)
+        decode(n)
+
+    def run(deadline: Deadline, key: str) -> None:
+        sizes.clear()
+        backend._token_seconds = 0.05  # s/token: the estimate a slow machine would have
+        script = Script({0: [Generate(request(long_prompt + f" {key}", max_tokens=1), deadline, key, 0, 1)]})
+        backend._decode = recording
+        try:
+            backend.generate_rolling(script.admit, script.deliver)
+        finally:
+            backend._decode = decode
+        assert script.results[key][0].finish_reason in ("length", "deadline", "stop")
+
+    run(Deadline.after(3.0), "near")
+    assert 0 < sizes[0] <= int(0.8 * 3.0 / 0.05)  # not the full PREFILL_STEP
+    run(Deadline.after(None), "far")
+    assert sizes[0] == PREFILL_STEP  # without a deadline nothing is held back
     check_kv_bookkeeping(backend)
 
 

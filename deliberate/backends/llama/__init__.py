@@ -103,6 +103,7 @@ class LlamaBackend(Rolling, Decoding, Scoring, Context, BaseBackend):
         # Prefill tokens/s, first measured by the warm-up, then refined as we go; it sizes
         # prefill chunks near the deadline.
         self._prefill_rate = self._warm_up()
+        self._token_seconds = 1 / self._prefill_rate  # per token of a decode step of MIN_CHUNK or more (decode.py)
         self.load_seconds = time.perf_counter() - started
 
     def _warm_up(self) -> float:

@@ -80,11 +80,7 @@ class Context:
         while position < len(queue):
             if deadline.expired():
                 return
-            # Near the deadline, smaller chunks keep the overshoot small; and no chunk
-            # runs longer than MAX_CALL_SECONDS, so Ctrl-C is never kept waiting.
-            room = max(MIN_CHUNK, int(self._prefill_rate * min(0.5 * deadline.remaining(), MAX_CALL_SECONDS)))
-            if self._fixed_chunk is not None:
-                room = self._fixed_chunk
+            room = self._fixed_chunk or self._chunk_tokens(deadline.remaining())
             size = max(1, min(self.n_batch, len(queue) - position, room))
             chunk = queue[position : position + size]
             ready = []
@@ -95,14 +91,26 @@ class Context:
                     ready.append((feed, j))
             started = time.perf_counter()
             self._decode(len(chunk))
-            elapsed = time.perf_counter() - started
-            if len(chunk) >= MIN_CHUNK:  # see MIN_CHUNK: small chunks measure the fixed cost
-                self._prefill_rate = 0.5 * self._prefill_rate + 0.5 * len(chunk) / max(elapsed, 1e-6)
+            self._measure_prefill(len(chunk), time.perf_counter() - started)
             for feed, _ in chunk:
                 feed.fed += 1
             for feed, j in ready:
                 feed.on_ready(j)
             position += size
+
+    def _chunk_tokens(self, remaining: float) -> int:
+        """How many prompt tokens one decode may feed with ``remaining`` seconds left.
+
+        Near the deadline, smaller chunks keep the overshoot small; and no chunk runs
+        longer than MAX_CALL_SECONDS, so Ctrl-C is never kept waiting. The MIN_CHUNK
+        floor holds only while the deadline is far: on a busy CPU a 32-token chunk
+        can take longer than the time that is left."""
+        seconds = min(0.5 * remaining, MAX_CALL_SECONDS)
+        return max(MIN_CHUNK if seconds >= MAX_CALL_SECONDS else 1, int(self._prefill_rate * seconds))
+
+    def _measure_prefill(self, tokens: int, seconds: float) -> None:
+        if tokens >= MIN_CHUNK:  # see MIN_CHUNK: small chunks measure the fixed cost
+            self._prefill_rate = 0.5 * self._prefill_rate + 0.5 * tokens / max(seconds, 1e-6)
 
     # -- the guarded llama.cpp calls -------------------------------------------
     def _put(self, index: int, token: int, pos: int, seq: int, logits: bool) -> None:

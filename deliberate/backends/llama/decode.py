@@ -8,6 +8,7 @@ sampler chain, seed, stop strings, deadline and tool calls.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any
 import llama_cpp as lc
 
 from deliberate.backends.base import GenerateRequest, Sample, cut_at_stop, derive_seed
-from deliberate.backends.llama.context import _EarliestLive, _Sooner
+from deliberate.backends.llama.context import MIN_CHUNK, _EarliestLive, _Sooner
 from deliberate.clock import Deadline
 from deliberate.errors import ContextOverflowError
 from deliberate.tools import ToolCall
@@ -258,10 +259,23 @@ class Decoding:
         if not live:
             return False
         # One token per branch, and a tool's result after a call: as many branches as
-        # fit in n_batch step now, the rest in the next step.
+        # fit in n_batch step now, the rest in the next step. Prompt tokens (a joining
+        # branch's prefill, a tool's result) fill a step only as far as the earliest
+        # deadline allows: a step of 512 prompt tokens can take seconds on a busy CPU,
+        # more than a step of one token per branch took before it.
+        # A step's time is taken as its tokens times the seconds per token of recent
+        # big steps (their fixed cost included, so small steps are overestimated).
+        left = min(b.deadline.remaining() for b in live)
+        feed = self.n_batch if self._fixed_chunk or not left < math.inf else max(1, int(0.8 * left / self._token_seconds))
         stepping: list[tuple[_Branch, int]] = []
         size = 0
         for branch in live:
+            if len(branch.pending) > 1 and size + len(branch.pending) > feed:
+                keep = feed - size
+                if keep < 1 and stepping:
+                    continue  # no room in this step: all of it in a later one
+                keep = max(keep, 1)
+                branch.pending, branch.prefill = branch.pending[:keep], branch.pending[keep:] + branch.prefill
             if stepping and size + len(branch.pending) > self.n_batch:
                 continue
             for j, token in enumerate(branch.pending):
@@ -277,8 +291,11 @@ class Decoding:
             # ends here, with a reason, and gives its cells to the others.
             self._end_for_context(max(live, key=lambda b: len(b.tokens)))
             return True
-        self._step_seconds = time.perf_counter() - started
-        self.stats.decode_seconds += self._step_seconds
+        seconds = time.perf_counter() - started
+        self.stats.decode_seconds += seconds
+        self._step_seconds = seconds
+        if size >= MIN_CHUNK:
+            self._token_seconds = 0.5 * self._token_seconds + 0.5 * seconds / size
         self.stats.completion_tokens += len(stepping)
         for branch, index in stepping:
             branch.tokens.extend(branch.pending)
