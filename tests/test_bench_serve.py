@@ -12,11 +12,12 @@ from deliberate.benchmarks import serve_bench
 from helpers_real import read_json, run_cli
 
 
-def mode_result(mode: str, nodes_per_second: float, *, shares=(0.25, 0.25, 0.25, 0.25), live: int = 0, errors=()) -> dict[str, Any]:
+def mode_result(mode: str, nodes_per_second: float, *, shares=(0.25, 0.25, 0.25, 0.25), live: int = 0, errors=(),
+                thinking=(30.0, 30.0, 30.0, 30.0)) -> dict[str, Any]:  # fmt: skip
     return {
         "mode": mode, "wall_seconds": 30.0, "nodes": [1, 1, 1, 1], "nodes_per_second": nodes_per_second,
         "tokens_per_second": 100.0, "shares": list(shares), "stops": ["deadline"] * 4, "errors": list(errors),
-        "live_sequences_after": live,
+        "live_sequences_after": live, "thinking_seconds": list(thinking),
     }  # fmt: skip
 
 
@@ -44,6 +45,15 @@ def test_every_round_must_share_fairly_fail_nothing_and_free_every_sequence() ->
     assert not leaky["targets"]["sequences_freed"]
     short = serve_bench.summarize([a_round(8.0, 6.0, errors=["BackendError: no free sequence ids"])], think=30.0, puzzles=serve_bench.PUZZLES)
     assert not short["targets"]["no_sequence_id_failures"]
+
+
+def test_the_latest_search_of_any_round_is_reported_past_its_budget() -> None:
+    on_time = a_round(8.0, 6.0)
+    late = a_round(8.0, 6.0, thinking=(30.0, 30.02, 31.25, 29.9))
+    assert serve_bench.summarize([on_time], think=30.0, puzzles=serve_bench.PUZZLES)["most_seconds_past_budget"] == 0.0
+    result = serve_bench.summarize([on_time, late], think=30.0, puzzles=serve_bench.PUZZLES)
+    assert result["most_seconds_past_budget"] == 1.25
+    assert "1.250 s past its budget" in serve_bench.report(result)
 
 
 def test_rounds_alternate_which_mode_goes_first_and_use_fresh_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
