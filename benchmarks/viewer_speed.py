@@ -133,15 +133,24 @@ def wait_ready(driver: Any, timeout: float = 60.0) -> None:
     raise TimeoutError(f"the viewer page set no data-ready within {timeout:.0f} s")
 
 
+# Chromium's own pages (its new-tab page, loaded by the first tab) log their resources
+# too, whenever they get to it, some as data: URLs: those requests, by URL or by the
+# document that made them, are the browser's, never a page's.
+BROWSER_INTERNAL = ("chrome://", "chrome-untrusted://", "chrome-search://", "devtools://")
+
+
 def requests_made(driver: Any) -> list[str]:
-    """URLs of every request the browser logged (the performance log drains on read)."""
+    """URLs of every request the browser logged for pages (the performance log drains
+    on read); Chromium's requests for its own pages are left out."""
     import json
 
     urls = []
     for entry in driver.get_log("performance"):
         message = json.loads(entry["message"])["message"]
         if message["method"] == "Network.requestWillBeSent":
-            urls.append(message["params"]["request"]["url"])
+            url, document = message["params"]["request"]["url"], message["params"].get("documentURL", "")
+            if not url.startswith(BROWSER_INTERNAL) and not document.startswith(BROWSER_INTERNAL):
+                urls.append(url)
     return urls
 
 
