@@ -266,15 +266,14 @@ class Decoding:
         # A step's time is taken as its tokens times the seconds per token of recent
         # big steps (their fixed cost included, so small steps are overestimated).
         left = min(b.deadline.remaining() for b in live)
-        feed = self.n_batch if self._fixed_chunk or not left < math.inf else max(1, int(0.8 * left / self._token_seconds))
+        feed = self.n_batch if self._fixed_chunk or math.isinf(left) else max(1, int(0.8 * left / self._token_seconds))
         stepping: list[tuple[_Branch, int]] = []
         size = 0
         for branch in live:
             if len(branch.pending) > 1 and size + len(branch.pending) > feed:
-                keep = feed - size
-                if keep < 1 and stepping:
+                if stepping and size >= feed:
                     continue  # no room in this step: all of it in a later one
-                keep = max(keep, 1)
+                keep = max(feed - size, 1)
                 branch.pending, branch.prefill = branch.pending[:keep], branch.pending[keep:] + branch.prefill
             if stepping and size + len(branch.pending) > self.n_batch:
                 continue
