@@ -379,7 +379,7 @@ def test_math_checks_every_equation_in_a_step():
     root = task.root("q")
     assert task.parse_step("q", root, "Step: 3 * 4 = 13", verify=True) is None
     assert task.parse_step("q", root, "Step: 3 * 4 = 13", verify=False) is not None
-    assert task.parse_step("q", root, "Answer: $1,450.", verify=True).state["answer"] == "1450"
+    assert task.parse_step("It costs $1,450. How much?", root, "Answer: $1,450.", verify=True).state["answer"] == "1450"
 
 
 def test_math_reads_an_equation_through_an_annotation_with_no_result():
@@ -415,7 +415,38 @@ def test_math_rejects_a_step_that_takes_a_number_from_itself(step):
     assert task.check_step("It takes 60 / 60 = <<60/60=1>>1 hour.", verify=True)  # x / x is a unit change
 
 
-@pytest.mark.parametrize(("text", "number"), [("1,450", "1450"), ("18.0", "18"), ("about 7 or 8", "8"), ("-3", "-3"), ("none", None)])
+def test_math_checks_every_link_of_a_chain_of_equations():
+    # "6 * 2 = 12" follows "3 * 2 = 6" in the same chain: both are claims.
+    assert equations("3 * 2 = 6 * 2 = 12") == [("3 * 2", "6"), ("6 * 2", "12")]
+    assert arithmetic_ok("The pad costs 3 * 2 = 6 * 2 = 12 dollars.")
+    assert not arithmetic_ok("The earnings are 20 + 15 = 35 + 15 = 70.")  # 35 + 15 is 50
+    assert not MathTask().check_step("20 + 15 = 35 + 15 = 70.", verify=True)
+
+
+def test_math_answer_lines_are_checked_against_the_chain():
+    task, question = MathTask(), "Mia buys 3 notebooks at $4 each and a pen for $2. How much does she spend?"
+    steps = {"steps": ["The notebooks cost 3 * 4 = <<3*4=12>>12 dollars.", "With the pen, 12 + 2 = <<12+2=14>>14."], "answer": None}
+    assert task.parse_step(question, steps, "Answer: $14", verify=True).state["answer"] == "14"
+    assert task.parse_step(question, steps, "Answer: 3", verify=True) is not None  # a number the question gave
+    # A number nothing computed is a guess; an answer line's own arithmetic is checked.
+    assert task.parse_step(question, steps, "Answer: 30", verify=True) is None
+    assert task.parse_step(question, steps, "Answer: 14 * 2 = 28", verify=True) is not None
+    assert task.parse_step(question, steps, "Answer: 14 * 2 = 30", verify=True) is None
+    assert task.parse_step(question, steps, "Answer: fourteen dollars", verify=True) is None
+    # Without the verifier every answer line stands.
+    assert task.parse_step(question, steps, "Answer: 30", verify=False).state["answer"] == "30"
+
+
+@given(st.lists(st.integers(0, 10**6), min_size=1, max_size=5), st.integers(0, 10**6))
+def test_an_answer_passes_exactly_when_the_chain_or_question_holds_its_number(results, answer):
+    task = MathTask()
+    steps = [f"That makes {n} + 0 = <<{n}+0={n}>>{n} apples." for n in results]
+    step = task.parse_step("How many apples are there?", {"steps": steps, "answer": None}, f"Answer: {answer}", verify=True)
+    assert (step is not None) == (answer in results)
+
+
+@pytest.mark.parametrize(("text", "number"), [("1,450", "1450"), ("18.0", "18"), ("about 7 or 8", "8"), ("-3", "-3"), ("none", None),
+                                              ("7.875 hours", "7.875"), ("$2.50", "2.5"), ("0.250", "0.25")])
 def test_numeric_answer(text, number):
     assert numeric_answer(text) == number
 

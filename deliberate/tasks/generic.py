@@ -191,7 +191,7 @@ class GenericTask:
         match = _ANSWER.match(line)
         if match:
             answer = match["answer"].rstrip(".").strip()
-            if not answer:
+            if not answer or not self.check_answer(question, state, line, verify=verify):
                 return None
             return Step(f"Answer: {answer}", self._extend(state, f"Answer: {answer}", answer))
         thought = _STEP_PREFIX.sub("", line).strip()
@@ -201,6 +201,11 @@ class GenericTask:
 
     def check_step(self, thought: str, *, verify: bool) -> bool:
         """Whether a reasoning step is acceptable; tasks with a verifier override this."""
+        return True
+
+    def check_answer(self, question: str, state: State, line: str, *, verify: bool) -> bool:
+        """Whether an answer line is acceptable after ``state``'s steps; tasks with a
+        verifier override this."""
         return True
 
     def _extend(self, state: State, thought: str, answer: str | None) -> State:
