@@ -138,7 +138,9 @@ def test_prompt_tokens_fill_a_step_only_as_far_as_the_deadline_allows(backend) -
     def run(deadline: Deadline, key: str) -> None:
         sizes.clear()
         backend._token_seconds = 0.05  # s/token: the estimate a slow machine would have
-        script = Script({0: [Generate(request(long_prompt + f" {key}", max_tokens=1), deadline, key, 0, 1)]})
+        # The key comes first: the two prompts share no prefix, so the second is not
+        # served from the prefix cache when the first finished its prefill in time.
+        script = Script({0: [Generate(request(f"{key} " + long_prompt, max_tokens=1), deadline, key, 0, 1)]})
         backend._decode = recording
         try:
             backend.generate_rolling(script.admit, script.deliver)
