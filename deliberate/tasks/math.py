@@ -128,16 +128,17 @@ def numeric_answer(text: str) -> str | None:
         value = parse_number(written)
     except CalculatorError:
         return None
-    if value.denominator == 1 or "." not in written:
+    if value.denominator == 1:
         return format_number(value)
     return written.rstrip("0").rstrip(".")
 
 
 def _values(numbers: list[str]) -> set[Fraction]:
+    """The values of numbers as ``_NUMBER`` and ``_RESULT`` find them ("1,450", "-3.5")."""
     values = set()
     for number in numbers:
         try:
-            values.add(parse_number(number.replace(",", "").replace("$", "").strip()))
+            values.add(parse_number(number.replace(",", "")))
         except CalculatorError:
             continue
     return values
