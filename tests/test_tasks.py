@@ -5,7 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from conftest import can_make_24
@@ -16,6 +16,7 @@ from deliberate.tasks.base import VALUE_LABELS, Prompt, vote_labels
 from deliberate.tasks.game24 import Game24Task, parse_numbers
 from deliberate.tasks.generic import GenericTask
 from deliberate.tasks.math import MathTask, arithmetic_ok, equations, numeric_answer
+from deliberate.tools import calculate
 
 QUESTION = "Use 4 9 10 13 to make 24."
 
@@ -446,9 +447,48 @@ def test_an_answer_passes_exactly_when_the_chain_or_question_holds_its_number(re
 
 
 @pytest.mark.parametrize(("text", "number"), [("1,450", "1450"), ("18.0", "18"), ("about 7 or 8", "8"), ("-3", "-3"), ("none", None),
-                                              ("7.875 hours", "7.875"), ("$2.50", "2.5"), ("0.250", "0.25")])
+                                              ("7.875 hours", "7.875"), ("$2.50", "2.5"), ("0.250", "0.25"),
+                                              # a fraction is one number, not its denominator
+                                              ("1/5 of them", "1/5"), ("33 3/4 cups", "135/4"), ("6 / 3", "2"), ("1/0", None)])
 def test_numeric_answer(text, number):
     assert numeric_answer(text) == number
+
+
+def test_a_fraction_answer_votes_for_its_value_not_its_denominator():
+    task, question = MathTask(), "A snake of 10 feet has a head one-tenth of its length. How long is the head?"
+    steps = {"steps": ["The head is 10 / 100 = <<10/100=0.1>>0.1 feet."], "answer": None}
+    assert task.parse_step(question, steps, "Answer: 1/10", verify=True).state["answer"] == "1/10"
+    # "2/5" used to be read as 5, a number the question gave; 2/5 is one nothing computed.
+    assert task.parse_step(question, steps, "Answer: 2/5", verify=True) is None
+
+
+def test_a_decimal_must_be_the_exact_value_rounded_to_its_places():
+    task = MathTask()
+    assert task.check_step("Each gets 10 / 3 = 3.33 cakes.", verify=True)
+    assert task.check_step("Each gets 10 / 3 = <<10/3=3.333333>>3.33 cakes.", verify=True)
+    assert not task.check_step("Each gets 10 / 3 = 3.34 cakes.", verify=True)
+    assert not task.check_step("Each gets 10 / 3 = 3 cakes.", verify=True)  # a whole number must be exact
+    assert not task.check_step("Each gets <<10/3=3.333333>>3 cakes.", verify=True)
+
+
+def test_an_annotation_the_prose_pattern_cannot_read_is_still_checked():
+    # "^" is not one of the prose pattern's operators, so without the tool a model's
+    # "<<10-0.10^3=9>>" was never checked; the calculator reads it.
+    task = MathTask()
+    assert not task.check_step("The rest is 10 - 0.10^3 = <<10-0.10^3=9>>9 feet.", verify=True)
+    assert task.check_step("The rest is <<10-0.10^3=9.999>>9.999 feet.", verify=True)
+    assert task.check_step("The area is <<3^2=9>>9 square feet.", verify=True)
+
+
+@given(st.integers(0, 10**4), st.integers(1, 10**4), st.sampled_from(["+", "-", "*", "/", "^"]))
+def test_the_verifier_accepts_every_step_the_calculator_tool_completes(a, b, op):
+    # The tool writes a rounded decimal for 10/3 ("3.333333"); the verifier must not
+    # reject its own calculator's results, or every uneven division is a dead end.
+    assume(not (op == "-" and a == b) and not (op == "^" and (b > 3 or a > 100)))
+    result, ok = calculate(f"{a}{op}{b}")
+    assert ok
+    step = f"That is {a} {op} {b} = <<{a}{op}{b}={result}>>{result} apples."
+    assert MathTask().check_step(step, verify=True)
 
 
 def test_without_the_tool_results_are_greedy_by_default_and_sampled_on_request():

@@ -55,6 +55,8 @@ _EQUATION = re.compile(
     r"(?P<lhs>[\d$.,()\s]*\d[\d$.,()\s]*(?:[-+*/×÷x][\d$.,()\s]*\d[\d$.,()\s]*)+)=\s*\$?(?P<rhs>-?\d[\d,]*(?:\.\d+)?)"
 )
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+# "1/" or "33 3/" right before a last number: it is a fraction's denominator.
+_FRACTION_BEFORE = re.compile(r"(?:(?<![\d.,])(?P<whole>\d+) +)?(?<![\d.,])(?P<numerator>\d+) */ *$")
 # "= 24", "=$1,450", "<<48/2=24>>": a number stated as the result of something.
 _RESULT = re.compile(r"=\s*\$?(-?\d[\d,]*(?:\.\d+)?)")
 
@@ -81,17 +83,25 @@ def equations(text: str) -> list[tuple[str, str]]:
     return found
 
 
+def claim_holds(expression: str, claimed: str) -> bool:
+    """Whether ``expression = claimed`` is right; a claim that cannot be read holds.
+
+    A decimal written to d places is right when it is the exact value rounded to d
+    places: ``10 / 3 = 3.33``, and the calculator tool's own ``<<10/3=3.333333>>``. A
+    whole number must be exact (``10 / 3 = 3`` is wrong).
+    """
+    try:
+        actual = evaluate(expression.replace("$", "").replace(",", ""))
+        value = parse_number(claimed.replace(",", ""))
+    except CalculatorError:
+        return True
+    places = len(claimed.partition(".")[2].strip())
+    return actual == value or (places > 0 and abs(actual - value) * 2 * 10**places <= 1)
+
+
 def arithmetic_ok(text: str) -> bool:
     """False if any equation in the text is wrong; equations that cannot be read are ignored."""
-    for lhs, rhs in equations(text):
-        try:
-            actual = evaluate(lhs.replace("$", "").replace(",", ""))
-            claimed = parse_number(rhs.replace(",", ""))
-        except CalculatorError:
-            continue
-        if actual != claimed:
-            return False
-    return True
+    return all(claim_holds(lhs, rhs) for lhs, rhs in equations(text))
 
 
 def subtracts_a_number_from_itself(text: str) -> bool:
@@ -100,34 +110,38 @@ def subtracts_a_number_from_itself(text: str) -> bool:
 
 
 def annotations_ok(text: str) -> bool:
-    """False if a number written right after an annotation is not its result
-    (``<<3*4=12>>13``), or an annotation's result is the calculator's error."""
+    """False if an annotation's result is wrong (``<<10-0.1^3=9>>``, which the prose
+    pattern of ``equations`` cannot read) or the calculator's error, or a number written
+    right after an annotation is not its result (``<<3*4=12>>13``)."""
     for match in _ANNOTATION.finditer(text):
         result = match["result"].strip()
-        if result.startswith("error"):
+        if result.startswith("error") or not claim_holds(match["expr"], result):
             return False
         after = match["after"]
         if after is None:
             continue
-        try:
-            if parse_number(after.replace(",", "")) != parse_number(result.replace(",", "")):
-                return False
-        except CalculatorError:
-            continue
+        if not claim_holds(result, after):  # the result, or it rounded ("3.333333", then "3.33")
+            return False
     return True
 
 
 def numeric_answer(text: str) -> str | None:
     """The last number in an answer line, normalized ("1,450" -> "1450", "18.0" -> "18",
-    "7.50" -> "7.5"); a decimal stays a decimal, as the model wrote it."""
-    numbers = _NUMBER.findall(text)
+    "7.50" -> "7.5"); a decimal stays a decimal, as the model wrote it. A fraction is
+    one number, not its denominator: "1/5" -> "1/5", "33 3/4" -> "135/4", "6/3" -> "2"."""
+    numbers = list(_NUMBER.finditer(text))
     if not numbers:
         return None
-    written = numbers[-1].replace(",", "")
+    written = numbers[-1][0].replace(",", "")
     try:
         value = parse_number(written)
     except CalculatorError:
         return None
+    fraction = _FRACTION_BEFORE.search(text, 0, numbers[-1].start())
+    if fraction is not None and "." not in written:
+        if value == 0:
+            return None
+        return format_number(int(fraction["whole"] or 0) + Fraction(int(fraction["numerator"]), value))
     if value.denominator == 1:
         return format_number(value)
     return written.rstrip("0").rstrip(".")
