@@ -38,10 +38,15 @@ class ToolCall:
     output: str  # what the tool wrote (an error string when it refused the input)
     ok: bool  # False when ``output`` is an error string
     prefill: int = 0  # prompt tokens the backend decoded to continue after this call
+    # The model's own log-probability of the tokens the tool wrote (its result and the
+    # close marker), as if it had written them: how well it could have done this
+    # arithmetic itself. None where the backend cannot tell (``continue_after_tools``).
+    logprob: float | None = None
 
     def record(self) -> dict[str, object]:
         """The call as node and trace data."""
-        return {"tool": self.tool, "input": self.input, "output": self.output, "ok": self.ok, "prefill": self.prefill}
+        return {"tool": self.tool, "input": self.input, "output": self.output, "ok": self.ok, "prefill": self.prefill,
+                "logprob": self.logprob}
 
 
 @dataclass(frozen=True)

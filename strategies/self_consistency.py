@@ -13,6 +13,9 @@ class Options:
     width: int = 8  # chains sampled together in one batch
     temperature: float = 0.8
     max_chains: int = 0  # 0: until the budget ends
+    # Weigh each chain's vote by the model's own probability of its tool results (a
+    # backend that reports them: LlamaBackend); see ``Finishing.vote_weight``.
+    weigh_tools: bool = False
 
 
 class SelfConsistency:
@@ -25,6 +28,8 @@ class SelfConsistency:
     def configure(self, config: SearchConfig) -> None:
         config.temperature = self.options.temperature
         config.answer_by = "vote"
+        if self.options.weigh_tools:
+            config.vote_weight = "tool-likelihood"
 
     def run(self, search: Search) -> None:
         sampled = 0

@@ -343,6 +343,34 @@ def test_vote_counts_every_chain_that_reached_an_answer():
     assert search.answer() == "42"  # six chains against two
 
 
+def _chain(graph, answer: str, logprobs: list[float | None], seed: int) -> int:
+    """A two-step chain whose first step made tool calls with these log-probabilities."""
+    calls = [{"tool": "calculator", "input": "1+1", "output": "2", "ok": True, "prefill": 2, "logprob": lp} for lp in logprobs]
+    step, _ = graph.add_child(ROOT, f"step {seed}", {"steps": [f"step {seed}"], "answer": None}, f"step {seed}",
+                              seed=seed, created=float(seed), calls=calls)
+    end, _ = graph.add_child(step, f"Answer: {answer}", {"steps": [f"step {seed}", f"Answer: {answer}"], "answer": answer},
+                             f"end {seed}", seed=seed, created=float(seed))
+    graph.set_answer(end, answer)
+    graph.set_status(end, "terminal")
+    return end
+
+
+@pytest.mark.parametrize("weight", ["chains", "tool-likelihood"])
+def test_a_tool_likelihood_vote_weighs_each_chain_by_the_models_probability_of_its_tool_results(weight):
+    import math
+
+    search, _ = make_search(task="generic", question="What is six times seven?", answer_by="vote", vote_weight=weight)
+    graph = search.graph
+    # Three chains answer 41 through results the model found unlikely (p = 0.05 each);
+    # two answer 42 through results it would have written itself (p = 0.9, and one
+    # call with no log-probability, which counts 1).
+    unlikely = [_chain(graph, "41", [math.log(0.05)], seed) for seed in (1, 2, 3)]
+    likely = [_chain(graph, "42", [math.log(0.9), None], 4), _chain(graph, "42", [math.log(0.9)], 5)]
+    assert search.vote_weight(unlikely[0]) == (pytest.approx(0.05) if weight == "tool-likelihood" else 1.0)
+    assert search.vote_weight(likely[0]) == (pytest.approx(0.9) if weight == "tool-likelihood" else 1.0)
+    assert search.answer() == ("42" if weight == "tool-likelihood" else "41")  # 1.8 against 0.15, or 2 against 3
+
+
 def test_among_equal_values_the_answer_more_chains_reached_wins():
     # Without a judge every state is worth the same; the answer is then the one most
     # chains reached, not merely the first.

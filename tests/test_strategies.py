@@ -170,6 +170,17 @@ def test_self_consistency_takes_the_majority_answer(generic_backend):
     assert answers.count("42") > answers.count("41") > 0
     assert result.answer == "42"
     assert result.trace["meta"]["config"]["answer_by"] == "vote"
+    assert result.trace["meta"]["config"]["vote_weight"] == "chains"
+
+
+def test_self_consistency_can_weigh_chains_by_their_tool_results(generic_backend):
+    # The scripted backend reports no log-probabilities, so every chain weighs 1 and the
+    # majority still wins; the setting reaches the search and the trace.
+    backend = generic_backend(answer="42", wrong="41", steps=1, variety=1000, accuracy=0.8)
+    result = think_guarded("What is six times seven?", backend, task="generic", strategy="self-consistency",
+                           think=3, seed=2, options={"weigh_tools": "true"})
+    assert result.trace["meta"]["config"]["vote_weight"] == "tool-likelihood"
+    assert result.answer == "42"
 
 
 # -- options change behaviour ---------------------------------------------------------------------

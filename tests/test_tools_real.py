@@ -63,9 +63,24 @@ def test_calls_run_in_the_decode_loop_and_cost_only_the_results_tokens(backend):
     assert backend.live_sequences() == 0
 
 
+def test_the_decode_loop_scores_the_tools_tokens_as_the_model_would_have_written_them(backend):
+    import math
+
+    samples = backend.generate_with_tools([_request()], Deadline.after(120))[0]
+    calls = _check_calls(samples)
+    scored = [c for c in calls if c.logprob is not None]
+    assert scored, [s.text for s in samples]
+    # A log-probability of the result's tokens and ">>": finite and at most 0.
+    assert all(math.isfinite(c.logprob) and c.logprob <= 0 for c in scored)
+    # (A call goes unscored when the sampled token ran past "=": the model had begun a
+    # result of its own, and the logits before it were spent.)
+    assert all(c.record()["logprob"] == c.logprob for c in calls)
+
+
 def test_the_base_path_gives_calculator_results_on_the_same_model(backend):
     samples = continue_after_tools(backend, [_request(4)], Deadline.after(120))[0]
-    _check_calls(samples)
+    calls = _check_calls(samples)
+    assert all(c.logprob is None for c in calls)  # a continuation request cannot tell
     assert backend.live_sequences() == 0
 
 

@@ -37,6 +37,9 @@ class SearchConfig:
     chat: bool = False  # render prompts with the model's chat template
     max_nodes: int | None = None
     answer_by: Literal["value", "vote"] = "value"  # how terminal answers are chosen
+    # A chain's vote: 1 ("chains"), or the model's own probability of the tool results on
+    # its path ("tool-likelihood"; see ``Finishing.vote_weight``).
+    vote_weight: Literal["chains", "tool-likelihood"] = "chains"
     heat: float = 0.1  # temperature added per earlier ask of the same opening, so re-asks vary more
     max_temperature: float = 1.2
     tools: bool = True  # let the task's tools (the calculator) compute parts of a step

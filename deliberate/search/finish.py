@@ -8,7 +8,8 @@ it to ``FINISH_ON_INTERRUPT``.
 
 from __future__ import annotations
 
-from collections import Counter
+import math
+from collections import defaultdict
 
 from deliberate.errors import ContextOverflowError
 from deliberate.graph import ROOT
@@ -29,15 +30,33 @@ class Finishing:
         finals = [n for n in self.graph.with_status("terminal") if self.graph[n]["answer"]]
         if not finals:
             return None
-        votes: Counter[str] = Counter()
+        votes: defaultdict[str, float] = defaultdict(float)
         for n in finals:  # a node reached again by other chains counts once per chain
-            votes[self.graph[n]["answer"]] += 1 + len(self.graph[n]["aliases"])
+            votes[self.graph[n]["answer"]] += (1 + len(self.graph[n]["aliases"])) * self.vote_weight(n)
         if self.config.answer_by == "vote":
             top = max(votes.values())
             finals = [n for n in finals if votes[self.graph[n]["answer"]] == top]
         # By value; among equal values (every value when no judge is asked), the answer
         # more chains reached; then the earliest.
         return max(finals, key=lambda n: (self.graph.value(n) or 0.0, votes[self.graph[n]["answer"]], -self.graph[n]["created"]))
+
+    def vote_weight(self, node: int) -> float:
+        """How much the chain ending at ``node`` counts in a vote.
+
+        With ``vote_weight="tool-likelihood"``, the model's own probability of the tool
+        results on its path, as if it had written them (each call's ``logprob``; a call
+        without one counts 1). Without the tool, the verifier keeps a chain only if the
+        model wrote its results right; with it, every result is right, and chains whose
+        arithmetic the model could not have done vote as much as the rest. Weighting by
+        that probability is the importance weight between the two: the tool arm's
+        votes then estimate the same answer distribution as the arm without the tool,
+        from chains that cost no rejected samples. Chains reaching one node share its
+        text, and so its weight.
+        """
+        if self.config.vote_weight != "tool-likelihood":
+            return 1.0
+        logprob = sum(call.get("logprob") or 0.0 for n in self.graph.path(node) for call in self.graph[n]["calls"])
+        return math.exp(logprob)
 
     def answer(self) -> str | None:
         best = self.best_terminal()

@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import llama_cpp as lc
+import numpy as np
 
 from deliberate.backends.base import GenerateRequest, Sample, cut_at_stop, derive_seed
 from deliberate.backends.llama.context import MIN_CHUNK, _EarliestLive, _Sooner
@@ -42,6 +43,9 @@ class _Branch:
     # tool's result tokens too, all decoded in the same llama_decode (logits for the last).
     pending: list[int] = field(default_factory=list)
     calls: list[ToolCall] = field(default_factory=list)
+    # After a tool call: the tool's tokens in ``pending`` are scored as they are decoded,
+    # each by the logits before it, into the call's ``logprob``.
+    scoring: bool = False
     # Continuous batching (``rolling``) prefills a joining request inside the decode
     # steps: ``prefill`` holds its prompt tokens still to feed, and ``ready`` runs
     # once the last one is decoded, with that token's batch index.
@@ -230,6 +234,7 @@ class Decoding:
             tail = self.model.tokenize(written, bos=False)
             feed = [token, *tail]
             branch.out += written.encode("utf-8")
+            branch.scoring = True  # the model wrote up to the marker: what it would have written next is known
         else:
             before = bytes(branch.out[: len(branch.out) - size])
             start = len(before.decode("utf-8", errors="ignore"))
@@ -239,6 +244,23 @@ class Decoding:
         branch.calls.append(ToolCall(call.tool, call.input, call.output, call.ok, prefill=len(tail)))
         self.stats.prompt_tokens += len(tail)
         return feed
+
+    def _score_call(self, branch: _Branch, last: int) -> None:
+        """Set the last call's ``logprob``: each of the tool's tokens in ``pending`` (all
+        but its first, the model's own end marker) scored by the logits one before it,
+        which the step put at batch indices ``last - len(pending) + 1`` onwards."""
+        first = last - len(branch.pending) + 1
+        total = 0.0
+        for j, token in enumerate(branch.pending[1:]):
+            total += self._token_logprob(first + j, token)
+        branch.calls[-1] = replace(branch.calls[-1], logprob=round(total, 4))
+        branch.scoring = False
+
+    def _token_logprob(self, index: int, token: int) -> float:
+        """log p(token) under the logits at batch index ``index`` of the last decode."""
+        row = np.ctypeslib.as_array(lc.llama_get_logits_ith(self.ctx, index), shape=(self.model.n_vocab,))
+        top = float(row.max())
+        return float(row[token]) - top - math.log(float(np.exp(row - top).sum()))
 
     def _end_for_context(self, branch: _Branch) -> None:
         """End ``branch`` with reason "context" and free its cells; its text so far stays."""
@@ -275,11 +297,12 @@ class Decoding:
                     continue  # no room in this step: all of it in a later one
                 keep = max(feed - size, 1)
                 branch.pending, branch.prefill = branch.pending[:keep], branch.pending[keep:] + branch.prefill
+                branch.scoring = False  # split over steps near a deadline: the call goes unscored
             if stepping and size + len(branch.pending) > self.n_batch:
                 continue
             for j, token in enumerate(branch.pending):
                 last = j == len(branch.pending) - 1 and not branch.prefill  # logits where it samples
-                self._put(size, token, len(branch.tokens) + j, branch.seq, last)
+                self._put(size, token, len(branch.tokens) + j, branch.seq, last or branch.scoring)
                 size += 1
             stepping.append((branch, size - 1))
         started = time.perf_counter()
@@ -297,6 +320,8 @@ class Decoding:
             self._token_seconds = 0.5 * self._token_seconds + 0.5 * seconds / size
         self.stats.completion_tokens += len(stepping)
         for branch, index in stepping:
+            if branch.scoring:
+                self._score_call(branch, index)
             branch.tokens.extend(branch.pending)
             branch.pending = []
             if branch.prefill:  # more of its prompt to feed in the next step
