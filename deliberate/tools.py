@@ -40,7 +40,8 @@ class ToolCall:
     prefill: int = 0  # prompt tokens the backend decoded to continue after this call
     # The model's own log-probability of the tokens the tool wrote (its result and the
     # close marker), as if it had written them: how well it could have done this
-    # arithmetic itself. None where the backend cannot tell (``continue_after_tools``).
+    # arithmetic itself. None unless the request asked (``GenerateRequest.score_tools``)
+    # and the backend can tell (not ``continue_after_tools``).
     logprob: float | None = None
 
     def record(self) -> dict[str, object]:

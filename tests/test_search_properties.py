@@ -371,6 +371,18 @@ def test_a_tool_likelihood_vote_weighs_each_chain_by_the_models_probability_of_i
     assert search.answer() == ("42" if weight == "tool-likelihood" else "41")  # 1.8 against 0.15, or 2 against 3
 
 
+@pytest.mark.parametrize("weight", ["chains", "tool-likelihood"])
+def test_tool_tokens_are_scored_only_when_a_vote_will_weigh_them(weight):
+    # Scoring costs a logits row per tool token in LlamaBackend: asked for only when used.
+    search, backend = make_search(task="math", question="Mia buys 3 pens at $4 each. How much does she spend?",
+                                  answer_by="vote", vote_weight=weight)
+    requests: list[GenerateRequest] = []
+    run = backend.generate_with_tools
+    backend.generate_with_tools = lambda batch, deadline: (requests.extend(batch), run(batch, deadline))[1]
+    search.expand([ROOT], 4, mode="sample")
+    assert requests and all(r.tools is not None and r.score_tools == (weight == "tool-likelihood") for r in requests)
+
+
 def test_among_equal_values_the_answer_more_chains_reached_wins():
     # Without a judge every state is worth the same; the answer is then the one most
     # chains reached, not merely the first.

@@ -35,10 +35,11 @@ def backend():
     backend.close()
 
 
-def _request(n: int = 8) -> GenerateRequest:
+def _request(n: int = 8, *, score_tools: bool = False) -> GenerateRequest:
     task = MathTask()
     prompt = task.step_prompt(QUESTION, task.root(QUESTION)).render() + "Step: The baker makes 6 * 7 ="
-    return GenerateRequest(prompt=prompt, n=n, max_tokens=48, stop=("\n",), temperature=0.7, seed=5, tools=CALCULATOR)
+    return GenerateRequest(prompt=prompt, n=n, max_tokens=48, stop=("\n",), temperature=0.7, seed=5, tools=CALCULATOR,
+                           score_tools=score_tools)
 
 
 def _check_calls(samples) -> list:
@@ -54,6 +55,7 @@ def test_calls_run_in_the_decode_loop_and_cost_only_the_results_tokens(backend):
     samples = backend.generate_with_tools([_request()], Deadline.after(120))[0]
     calls = _check_calls(samples)
     assert calls, [s.text for s in samples]
+    assert all(c.logprob is None for c in calls)  # not asked for: no logits row spent on it
     result_tokens = [len(backend.model.tokenize(call.output, bos=False)) for call in calls]
     # The target: the median prefill per call is at most the result's tokens + 2.
     assert statistics.median(c.prefill for c in calls) <= statistics.median(result_tokens) + 2
@@ -66,7 +68,7 @@ def test_calls_run_in_the_decode_loop_and_cost_only_the_results_tokens(backend):
 def test_the_decode_loop_scores_the_tools_tokens_as_the_model_would_have_written_them(backend):
     import math
 
-    samples = backend.generate_with_tools([_request()], Deadline.after(120))[0]
+    samples = backend.generate_with_tools([_request(score_tools=True)], Deadline.after(120))[0]
     calls = _check_calls(samples)
     scored = [c for c in calls if c.logprob is not None]
     assert scored, [s.text for s in samples]
@@ -78,7 +80,7 @@ def test_the_decode_loop_scores_the_tools_tokens_as_the_model_would_have_written
 
 
 def test_the_base_path_gives_calculator_results_on_the_same_model(backend):
-    samples = continue_after_tools(backend, [_request(4)], Deadline.after(120))[0]
+    samples = continue_after_tools(backend, [_request(4, score_tools=True)], Deadline.after(120))[0]
     calls = _check_calls(samples)
     assert all(c.logprob is None for c in calls)  # a continuation request cannot tell
     assert backend.live_sequences() == 0

@@ -41,6 +41,10 @@ class GenerateRequest:
     # A tool whose calls run inside the text (``deliberate.tools``). Only
     # ``generate_with_tools`` runs them; plain ``generate`` may ignore this.
     tools: ToolSyntax | None = None
+    # Also report each call's ``logprob`` (the model's own probability of the tool's
+    # tokens), where the backend can. Off by default: LlamaBackend then computes a
+    # vocabulary-wide logits row per tool token, each about as dear as a decoded token.
+    score_tools: bool = False
 
 
 @dataclass(frozen=True)

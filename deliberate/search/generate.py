@@ -257,6 +257,7 @@ class Generation:
             seed=seed,
             special=self.config.chat,
             tools=self._call_syntax,
+            score_tools=self.config.vote_weight == "tool-likelihood",
         )
 
     @property

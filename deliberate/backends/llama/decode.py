@@ -234,7 +234,8 @@ class Decoding:
             tail = self.model.tokenize(written, bos=False)
             feed = [token, *tail]
             branch.out += written.encode("utf-8")
-            branch.scoring = True  # the model wrote up to the marker: what it would have written next is known
+            # The model wrote up to the marker, so the tool's tokens can be scored as its own.
+            branch.scoring = branch.request.score_tools
         else:
             before = bytes(branch.out[: len(branch.out) - size])
             start = len(before.decode("utf-8", errors="ignore"))
