@@ -124,6 +124,9 @@ def bench_report(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also plot accuracy against thinking time into this PNG."),
     markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table (for a README) instead."),
     grid: bool = typer.Option(False, "--grid", help="Print Markdown with strategies as rows and thinking times as columns."),
+    items: Optional[str] = typer.Option(
+        None, "--items", help="Only the items numbered in this range, e.g. 1-30 (ids test:1 to test:30, or ranks 1101-1150)."
+    ),
 ) -> None:
     """Accuracy with 95% Wilson intervals, per task, strategy and thinking time."""
     from rich.console import Console
@@ -131,9 +134,13 @@ def bench_report(
     from deliberate.benchmarks import report
     from deliberate.errors import DatasetError
 
+    span = report.item_range(items) if items is not None else None
     records = report.read_records(files)
+    if span is not None:
+        records = report.in_range(records, *span)
     if not records:
-        raise DatasetError(f"no results in {', '.join(map(str, files))}")
+        where = f" for items {items}" if items is not None else ""
+        raise DatasetError(f"no results in {', '.join(map(str, files))}{where}")
     rows = report.table(records)
     if grid:
         typer.echo(report.to_grid(rows), nl=False)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deliberate.errors import DatasetError, DeliberateError
+from deliberate.errors import DatasetError, DeliberateError, UsageError
 from deliberate.jsonl import read_jsonl
 
 Z95 = 1.959963984540054  # the standard normal quantile for a two-sided 95% interval
@@ -64,6 +64,29 @@ def read_records(paths: str | Path | Iterable[str | Path]) -> list[dict[str, Any
         # A half-written last line (a bench still running, or cut off) is left out.
         records.extend(read_jsonl(path, what="results file").objects)
     return records
+
+
+def item_range(text: str) -> tuple[int, int]:
+    """``"1-30"`` -> (1, 30): the item numbers ``--items`` keeps."""
+    first, dash, last = text.partition("-")
+    try:
+        low, high = int(first), int(last if dash else first)
+    except ValueError:
+        raise UsageError(f"--items {text!r}: expected a range of item numbers such as 1-30") from None
+    if not 0 <= low <= high:
+        raise UsageError(f"--items {text!r}: the range must run from a lower number to a higher one")
+    return low, high
+
+
+def in_range(records: Iterable[dict[str, Any]], low: int, high: int) -> list[dict[str, Any]]:
+    """The records whose id ends in an item number from ``low`` to ``high``: "test:7"
+    (GSM8K's 7th test item), "1101" (the Game of 24 puzzle of rank 1101)."""
+    kept = []
+    for record in records:
+        number = str(record.get("id", "")).rpartition(":")[2]
+        if number.isdigit() and low <= int(number) <= high:
+            kept.append(record)
+    return kept
 
 
 def table(records: Iterable[dict[str, Any]]) -> list[Row]:

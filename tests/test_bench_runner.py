@@ -38,6 +38,8 @@ from deliberate.errors import (
     UsageError,
 )
 
+from helpers_real import run_cli
+
 PUZZLES = ["1 1 4 6", "1 1 11 11", "4 5 6 10"]
 FIELDS = {"id", "task", "question", "gold", "answer", "correct", "solved", "seconds", "tokens", "nodes",
           "stop_reason", "model", "seed", "strategy", "think", "verifier", "options"}
@@ -333,6 +335,27 @@ def test_cli_report(tmp_path: Path) -> None:
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
     result = CliRunner().invoke(app, ["bench", "report", str(out)])
     assert result.exit_code == 0 and "75.0%" in result.stdout
+
+
+def test_cli_report_of_a_range_of_items(tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    rows = [
+        {"id": f"test:{i}", "task": "gsm8k", "strategy": "cot", "think": 20.0, "correct": i in (2, 40), "seconds": 2, "tokens": 20}
+        for i in range(1, 101)
+    ]
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = CliRunner().invoke(app, ["bench", "report", str(out), "--markdown", "--items", "1-30"])
+    assert result.exit_code == 0, result.output
+    assert "| gsm8k | cot | 20s | 3.3% |" in result.stdout and "| 30 |" in result.stdout
+    result = CliRunner().invoke(app, ["bench", "report", str(out), "--markdown", "--items", "31-100"])
+    assert "| gsm8k | cot | 20s | 1.4% |" in result.stdout and "| 70 |" in result.stdout
+    for bad, code, message in [("1-x", 2, "expected a range of item numbers such as 1-30"), ("30-1", 2, "from a lower number"),
+                               ("200-300", 1, "no results in")]:
+        done = run_cli("bench", "report", str(out), "--items", bad, timeout=60)
+        assert done.code == code and done.stdout == "", done.stderr
+        assert len(done.error_lines()) == 1, done.stderr
+        assert done.error_lines()[0].startswith("deliberate: ") and message in done.error_lines()[0]
+    assert len(out.read_text().splitlines()) == 100  # reporting never touches the file
 
 
 def test_cli_runs_the_grid_by_default(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
