@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import llama_cpp as lc
+import numpy as np
 
 from deliberate.clock import Deadline
 from deliberate.errors import BackendError, ContextOverflowError
@@ -127,6 +128,16 @@ class Context:
         self.batch.n_seq_id[index] = 1
         self.batch.seq_id[index][0] = seq
         self.batch.logits[index] = logits
+
+    def _log_probs(self, index: int) -> Any:
+        """The log-probability of every token after batch index ``index`` of the last
+        decode (a log-softmax of its logits, in float64)."""
+        pointer = lc.llama_get_logits_ith(self.ctx, index)
+        if not pointer:
+            raise BackendError("llama.cpp returned no logits")
+        logits = np.ctypeslib.as_array(pointer, shape=(self.model.n_vocab,)).astype(np.float64)
+        top = logits.max()
+        return logits - (top + np.log(np.exp(logits - top).sum()))
 
     def _decode(self, n_tokens: int) -> None:
         if not 0 < n_tokens <= self.n_batch:

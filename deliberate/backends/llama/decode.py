@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import llama_cpp as lc
-import numpy as np
 
 from deliberate.backends.base import GenerateRequest, Sample, cut_at_stop, derive_seed
 from deliberate.backends.llama.context import MIN_CHUNK, _EarliestLive, _Sooner
@@ -251,17 +250,9 @@ class Decoding:
         but its first, the model's own end marker) scored by the logits one before it,
         which the step put at batch indices ``last - len(pending) + 1`` onwards."""
         first = last - len(branch.pending) + 1
-        total = 0.0
-        for j, token in enumerate(branch.pending[1:]):
-            total += self._token_logprob(first + j, token)
+        total = sum(float(self._log_probs(first + j)[token]) for j, token in enumerate(branch.pending[1:]))
         branch.calls[-1] = replace(branch.calls[-1], logprob=round(total, 4))
         branch.scoring = False
-
-    def _token_logprob(self, index: int, token: int) -> float:
-        """log p(token) under the logits at batch index ``index`` of the last decode."""
-        row = np.ctypeslib.as_array(lc.llama_get_logits_ith(self.ctx, index), shape=(self.model.n_vocab,))
-        top = float(row.max())
-        return float(row[token]) - top - math.log(float(np.exp(row - top).sum()))
 
     def _end_for_context(self, branch: _Branch) -> None:
         """End ``branch`` with reason "context" and free its cells; its text so far stays."""

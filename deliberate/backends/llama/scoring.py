@@ -9,9 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import llama_cpp as lc
-import numpy as np
-
 from deliberate.backends.llama.context import _EarliestLive, _Feed, _Sooner
 from deliberate.clock import Deadline
 from deliberate.errors import BackendError
@@ -93,12 +90,7 @@ class Scoring:
         self, results: list[dict[str, float]], i: int, labels: Sequence[str], firsts: list[int]
     ) -> Callable[[int], None]:
         def ready(index: int) -> None:
-            pointer = lc.llama_get_logits_ith(self.ctx, index)
-            if not pointer:
-                raise BackendError("llama.cpp returned no logits")
-            logits = np.ctypeslib.as_array(pointer, shape=(self.model.n_vocab,)).astype(np.float64)
-            top = logits.max()
-            norm = top + np.log(np.exp(logits - top).sum())
-            results[i] = {label: float(logits[t] - norm) for label, t in zip(labels, firsts)}
+            log_probs = self._log_probs(index)
+            results[i] = {label: float(log_probs[t]) for label, t in zip(labels, firsts)}
 
         return ready
