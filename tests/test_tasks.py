@@ -387,10 +387,39 @@ def test_math_reads_an_equation_through_an_annotation_with_no_result():
     # Without the tool the model may write "<<15+25>>", which hid the prose's claim.
     assert not arithmetic_ok("15 + 25 = <<15+25>>25 chickens.")
     assert arithmetic_ok("15 + 25 = <<15+25>>40 chickens.")
-    # An annotation with a result is the computation, and is itself checked.
+    # An annotation with a result is the computation, and is itself checked; the prose
+    # expression in front of it claims the same result.
     assert not arithmetic_ok("15 + 25 = <<15+25=41>>41")
     assert arithmetic_ok("48 / 2 = <<48/2=24>>24 clips") and arithmetic_ok("<<48/2=24>> clips")
-    assert equations("48 / 2 = <<48/2=24>>24") == [("48/2", "24")]
+    assert equations("48 / 2 = <<48/2=24>>24") == [("48/2", "24"), ("48 / 2", "24")]
+
+
+def test_the_prose_in_front_of_an_annotation_is_held_to_its_result():
+    # With the tool the annotation's result is always right; what the model claims
+    # shows in the prose it wrote before "<<": here that 12 * 4 is 16.
+    task = MathTask()
+    assert task.check_step("The boxes hold 12 * 4 = <<12*4=48>>48 eggs.", verify=True)
+    assert not task.check_step("The boxes hold 12 * 4 = <<4*4=16>>16 eggs.", verify=True)
+    assert not task.check_step("So 16 - 2 = <<16/2=8>>8 are left.", verify=True)
+    assert task.check_step("Each gets 10 / 3 = <<10/3=3.333333>>3.33 cakes.", verify=True)  # rounded by the tool
+    # GSM8K writes units inside an expression; the pattern then reads only its tail,
+    # which is not the whole expression and is not held to the result.
+    assert task.check_step("The tank holds 72 cubic ft * 3/4 = <<72*3/4=54>>54 cubic ft.", verify=True)
+    assert task.check_step("Clayton scored 10 points + 14 + 6 = <<10+14+6=30>>30 points.", verify=True)
+    assert task.check_step("There are 60 students x 2/3 = <<60*2/3=40>>40 students.", verify=True)
+    assert task.check_step("The area is 3 ^ 2 = <<3^2=9>>9 square feet.", verify=True)
+
+
+@given(st.integers(0, 300), st.integers(0, 300), st.integers(0, 300), st.integers(0, 300), st.sampled_from("+-*"))
+def test_a_tool_completed_step_passes_exactly_when_its_prose_says_the_same(a, b, c, d, op):
+    # The model writes "a op b = <<c op d=", the calculator the rest: the step stands
+    # exactly when the prose's own expression has the calculator's result.
+    assume(op != "-" or (a != b and c != d))  # taking a number from itself is rejected anyway
+    result, ok = calculate(f"{c}{op}{d}")
+    assert ok
+    value = {"+": a + b, "-": a - b, "*": a * b}[op]
+    step = f"That is {a} {op} {b} = <<{c}{op}{d}={result}>>{result} apples."
+    assert MathTask().check_step(step, verify=True) == (value == int(result))
 
 
 @given(st.integers(0, 500), st.integers(1, 500), st.sampled_from("+-*/"), st.integers(-1000, 250000))
