@@ -291,13 +291,13 @@ def bench_judge(
     from rich.console import Console
 
     from deliberate import profiles
-    from deliberate.benchmarks import judge
+    from deliberate.benchmarks import judge, judge_report
     from deliberate.progress import Progress
 
     console = Console(stderr=True)
     evaluators = judge.parse_evaluators(evaluator)
     judge.check_supported(task)
-    out = judge.prepare_out(out)
+    out = judge_report.prepare_out(out)
     if save:
         profiles.read_profiles()  # a broken profile file fails now, not after the measurement
     progress = Progress.for_stages(console)
@@ -309,9 +309,9 @@ def bench_judge(
         )
     finally:
         progress.close()
-    judge.write_result(out, result)
-    console.print(judge.render(result))
+    judge_report.write_result(out, result)
+    console.print(judge_report.render(result))
     typer.echo(f"wrote {out}", err=True)
     if save:
-        where = profiles.save_profile(result["model_sha256"], result["task"], judge.profile_entries(result))
+        where = profiles.save_profile(result["model_sha256"], result["task"], judge_report.profile_entries(result))
         typer.echo(f"saved the judge profile of {result['model']} on {result['task']} to {where}", err=True)

@@ -18,7 +18,7 @@ from deliberate.clock import Deadline, MonotonicClock
 from deliberate.tasks import Task
 
 if TYPE_CHECKING:
-    from deliberate.benchmarks.judge import Reached
+    from deliberate.benchmarks.judge_states import Reached
 
 BATCH = 16  # states whose rollouts are asked in one call
 ROLLOUTS = 4  # sampled continuations per state, for tasks labelled by rollouts

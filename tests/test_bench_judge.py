@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from conftest import Game24Responder, WatchedClock, can_make_24, game24_scorer, think_guarded, wall_clock_limit
 from deliberate.backends.scripted import ScriptedBackend, uniform_scores
-from deliberate.benchmarks import auc, ground_truth, judge
+from deliberate.benchmarks import auc, ground_truth, judge, judge_scores, judge_states
 from deliberate.benchmarks.datasets import load
 from deliberate.cli import app
 from deliberate.clock import Deadline
@@ -116,8 +116,8 @@ def test_values_are_the_values_the_search_gives(fake_clock) -> None:
     graph = result.graph
     judged = [n for n in graph if any(v["source"] == "value" for v in graph[n]["values"])]
     assert len(judged) >= 5
-    reached = [judge.Reached(graph[n]["key"], graph.depth(n), "1", graph.question, graph[n]["state"], None) for n in judged]
-    values = judge.score_values(scripted, task, reached, Deadline(fake_clock), batch=4)
+    reached = [judge_states.Reached(graph[n]["key"], graph.depth(n), "1", graph.question, graph[n]["state"], None) for n in judged]
+    values = judge_scores.score_values(scripted, task, reached, Deadline(fake_clock), batch=4)
     for node, value in zip(judged, values):
         searched = next(v["value"] for v in graph[node]["values"] if v["source"] == "value")
         assert value == pytest.approx(searched)
@@ -130,15 +130,15 @@ def test_votes_are_vote_values_of_each_label_share() -> None:
         assert "Candidate steps:\nA: 4 + 6 = 10 (left: 10 13)\n" in prompt
         return {label: math.log(shares[label]) for label in labels}
 
-    group = judge.Siblings(
+    group = judge_states.Siblings(
         "Use 4 6 13 to make 24.", {"steps": [], "left": ["4", "6", "13"], "exprs": ["4", "6", "13"]},
         ["10 13", "4 19", "6 17"],
         ["4 + 6 = 10 (left: 10 13)", "6 + 13 = 19 (left: 4 19)", "4 + 13 = 17 (left: 6 17)"],
         members={"10 13", "6 17"},  # "4 19" was first reached elsewhere: it is a candidate, not a member
     )
-    lone = judge.Siblings("q", {"left": ["1", "2"]}, ["3"], ["1 + 2 = 3 (left: 3)"], members={"3"})
+    lone = judge_states.Siblings("q", {"left": ["1", "2"]}, ["3"], ["1 + 2 = 3 (left: 3)"], members={"3"})
     scripted = ScriptedBackend(scores=scores, clock=WatchedClock())
-    votes = judge.score_votes(scripted, make_task("game24"), [group, lone], Deadline(scripted.clock))
+    votes = judge_scores.score_votes(scripted, make_task("game24"), [group, lone], Deadline(scripted.clock))
     assert votes == {"10 13": pytest.approx(vote_value(0.5, 3)), "6 17": pytest.approx(vote_value(0.2, 3))}
     assert len([kind for kind, _ in scripted.history if kind == "score"]) == 1  # a lone child gets no vote
 
@@ -299,7 +299,7 @@ def test_gsm8k_states_are_labelled_by_rollouts_to_the_gold_answer(fake_clock) ->
     scripted = ScriptedBackend(respond, clock=fake_clock)
     right = {"steps": ["May is 48 / 2 = <<48/2=24>>24 clips."], "answer": None}
     wrong = {"steps": ["May is 48 * 2 = <<48*2=96>>96 clips."], "answer": None}
-    reached = [judge.Reached(f"k{i}", 1, "test:1", question, state, None) for i, state in enumerate([right, wrong, right])]
+    reached = [judge_states.Reached(f"k{i}", 1, "test:1", question, state, None) for i, state in enumerate([right, wrong, right])]
     items = {"test:1": Item("test:1", question, "72", "math")}
     ground_truth.label_by_rollouts(scripted, task, "gsm8k", reached, items, rollouts=4, batch=2)
     assert [r.good for r in reached] == [True, False, True]

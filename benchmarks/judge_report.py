@@ -1,0 +1,94 @@
+"""What ``deliberate bench judge`` reports: the AUC rows of each evaluator, the
+profile entries ``--save`` keeps, the results file and the rich table."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from deliberate.benchmarks.auc import MIN_CLASS, Row, format_auc, summarize
+from deliberate.benchmarks.judge_states import Reached
+from deliberate.errors import UsageError
+
+
+def rows(reached: Sequence[Reached], evaluator: str, *, seed: int, resamples: int) -> dict[str, Any]:
+    """The AUC rows of one evaluator: overall and per depth (keys are depths as text)."""
+    scored = [r for r in reached if getattr(r, evaluator) is not None]
+
+    def row(subset: Sequence[Reached], name: str) -> Row:
+        good = [getattr(r, evaluator) for r in subset if r.good]
+        bad = [getattr(r, evaluator) for r in subset if not r.good]
+        return summarize(good, bad, seed=f"{seed}:{evaluator}:{name}", resamples=resamples)
+
+    depths = sorted({r.depth for r in reached})
+    return {
+        "scored": len(scored),
+        "overall": row(scored, "overall"),
+        "depths": {str(d): row([r for r in scored if r.depth == d], f"depth {d}") for d in depths},
+    }
+
+
+def rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def profile_entries(result: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """What ``profiles.save_profile`` keeps of a result, per evaluator."""
+    return {
+        name: {
+            "evaluator": name,
+            "measured": result["measured"],
+            "overall": measured["overall"],
+            "depths": measured["depths"],
+            "states": measured["scored"],
+            "model": result["model"],
+            "strategy": result["strategy"],
+            "think": result["think"],
+            "dataset": result["dataset"],
+        }
+        for name, measured in result["evaluators"].items()
+    }
+
+
+def prepare_out(out: str | Path) -> Path:
+    """The results path, its folder made; fails before any search if it cannot be written."""
+    target = Path(out).expanduser()
+    if target.is_dir():
+        raise UsageError(f"cannot write {target}: it is a directory")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    return target
+
+
+def write_result(out: str | Path, result: Mapping[str, Any]) -> Path:
+    from deliberate.trace import write_text_atomic
+
+    return write_text_atomic(out, json.dumps(result, indent=1, ensure_ascii=False) + "\n", what="judge results ")
+
+
+def render(result: Mapping[str, Any]) -> Any:
+    """The AUC rows as a rich table."""
+    from rich.table import Table
+
+    good, bad = result.get("classes") or ("good", "bad")
+    table = Table(
+        title=f"judge separation: {result['task']}, {result['states']} states from {result['items']} searches "
+        f"({result['strategy']}, {result['think']:g}s, model {result['model']})",
+        caption=f"AUC: the chance that a random {good} state is valued above a random {bad} one (ties count "
+        f"half; 0.5 is chance), with a 95% bootstrap interval; n/a below {MIN_CLASS} states of either class",
+    )
+    for column in ("evaluator", "depth", good, bad, "separation"):
+        table.add_column(column, justify="left" if column in ("evaluator", "separation") else "right", no_wrap=True)
+    for name, measured in result["evaluators"].items():
+        table.add_row(name, "all", *_cells(measured["overall"]))
+        for depth, row in measured["depths"].items():
+            table.add_row("", depth, *_cells(row))
+    return table
+
+
+def _cells(row: Mapping[str, Any]) -> list[str]:
+    return [str(row["good"]), str(row["bad"]), format_auc(row)]
