@@ -22,8 +22,8 @@ from typing import Any
 import tenacity
 
 from deliberate.benchmarks.datasets import Item, load, score
-from deliberate.errors import ContextOverflowError, DatasetError, ServerError, UsageError
-from deliberate.jsonl import read_jsonl
+from deliberate.errors import ContextOverflowError, ServerError, UsageError
+from deliberate.jsonl import Appender, resume_jsonl
 
 log = logging.getLogger("deliberate.bench")
 
@@ -81,7 +81,7 @@ def run(
     budgets = list(dict.fromkeys(parse_duration(t) for t in thinks))
     items = load(kind, data, start=start, limit=limit)
     out = Path(out)
-    finished = {_key(record): record for record in repair(out)}
+    finished = {_key(record): record for record in resume_jsonl(out, what="results file")}
     backend = open_backend(model, **dict(backend_options or {}))
     owned = backend is not model
     try:
@@ -91,7 +91,7 @@ def run(
         todo = [cell for cell in cells if solver.key(cell) not in finished]
         if on_start:
             on_start(len(todo), len(cells) - len(todo))
-        with _Appender(out) as appender:
+        with Appender(out, what="results file") as appender:
             def finish(cell: Cell) -> None:
                 record = solver.solve(cell)
                 with appender.lock:  # one writer at a time, and progress in step with the file
@@ -301,54 +301,3 @@ def _model_label(model: Any, backend: Any) -> str:
     if isinstance(path, Path):
         return path.name
     return str(backend.describe().get("model", "unknown"))
-
-
-def repair(path: Path) -> list[Record]:
-    """The finished records in a results file, after cutting off a half-written last line.
-
-    Only the last line can be half-written (records are appended whole and fsynced),
-    so a bad line anywhere else is an error rather than something to delete.
-    """
-    if not path.exists():
-        return []
-    lines = read_jsonl(path, what="results file")
-    if lines.torn is not None:
-        log.warning("%s line %d: cutting off a half-written record", path.name, lines.torn_line)
-        with path.open("r+b") as handle:
-            handle.truncate(lines.torn)
-            os.fsync(handle.fileno())
-    return lines.objects
-
-
-class _Appender:
-    """Appends whole records to a JSONL file, each flushed and fsynced before the next."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.lock = threading.Lock()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.handle = path.open("ab", buffering=0)
-            # A last record without its newline (written by hand, say) must not run into ours.
-            if self.handle.tell() > 0 and not path.read_bytes().endswith(b"\n"):
-                self._put(b"\n")
-        except OSError as exc:
-            raise DatasetError(f"cannot write results file {path}: {exc.strerror or exc}") from exc
-
-    def write(self, record: Record) -> None:
-        try:
-            self._put((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
-        except OSError as exc:
-            raise DatasetError(f"cannot write results file {self.path}: {exc.strerror or exc}") from exc
-
-    def _put(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[self.handle.write(view) :]
-        os.fsync(self.handle.fileno())
-
-    def __enter__(self) -> _Appender:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.handle.close()

@@ -138,7 +138,7 @@ def test_half_written_last_line_is_cut_off(data: Path, tmp_path: Path, caplog: p
     bench(data, out, Player(), limit=2)
     with out.open("a") as handle:
         handle.write('{"id": "3", "task": "game24", "que')
-    with caplog.at_level(logging.WARNING, logger="deliberate.bench"):
+    with caplog.at_level(logging.WARNING, logger="deliberate.jsonl"):
         records = bench(data, out, Player())
     assert "line 3: cutting off a half-written record" in caplog.text
     assert [r["id"] for r in lines(out)] == ["1", "2", "3"]
@@ -179,7 +179,7 @@ def test_transient_backend_error_is_retried(data: Path, tmp_path: Path, caplog: 
     out = tmp_path / "r.jsonl"
     down = [ServerError("cannot reach the model server"), ServerError("cannot reach the model server")]
     player = Player(raise_on={"1 1 11 11": down})
-    with caplog.at_level(logging.WARNING, logger="deliberate.bench"):
+    with caplog.at_level(logging.WARNING, logger="deliberate.jsonl"):
         records = bench(data, out, player)
     assert [r["id"] for r in records] == ["1", "2", "3"] and all(r["correct"] for r in records)
     assert "item 2: cannot reach the model server; retrying" in caplog.text
