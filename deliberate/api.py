@@ -25,6 +25,7 @@ from deliberate.errors import ContextOverflowError, DurationError, QuestionError
 from deliberate.graph import ThoughtGraph
 from deliberate.models import is_server_url, model_hash
 from deliberate.options import check_names
+from deliberate.resume import given_settings, resume_settings
 from deliberate.search import Event, Search, SearchConfig, StopSearch
 from deliberate.tasks import detect, make_task
 from deliberate.trace import build_trace, check_writable, load_graph, read_trace, write_trace
@@ -57,10 +58,6 @@ class Result:
     def solved(self) -> bool:
         """True only when the task verified the answer exactly (Game of 24, say)."""
         return self.graph.status(self.trace["meta"]["answer_node"]) == "solved" if self.answer else False
-
-
-# Settings a trace's meta.config holds and a resume restores, unless given again.
-RESUMED_CONFIG = ("verifier", "chat", "evaluator", "mode", "max_nodes", "tools")
 
 
 @dataclass
@@ -133,7 +130,7 @@ def think(
     """
     opts = think_options(settings, keywords)
     previous = read_trace(opts.resume) if isinstance(opts.resume, (str, os.PathLike)) else opts.resume
-    run_settings, overrides = resume_settings(previous, _given(question, opts))
+    run_settings, overrides = resume_settings(previous, given_settings(question, opts))
     plan = prepare(run_settings, opts.think, opts.trace, opts.reserve)
     plan.overrides = overrides
     owned = model is None or isinstance(model, (str, os.PathLike))  # we open it, so we close it
@@ -146,52 +143,6 @@ def think(
     finally:
         if owned:
             backend.close()
-
-
-def _given(question: str | None, opts: ThinkOptions) -> dict[str, Any]:
-    """The settings a resume can restore, as given to this call (None: not given)."""
-    names = ("task", "strategy", "seed", "options", "task_options", "verifier", "evaluator", "mode", "chat",
-             "max_nodes", "tools")  # fmt: skip
-    return {"question": question, **{name: getattr(opts, name) for name in names}}
-
-
-def resume_settings(previous: dict[str, Any] | None, given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The settings to run with: what was given, else what the resumed trace used.
-
-    Returns them with the overrides: each setting given anew that differs from the
-    trace's, as ``{"was": ..., "now": ...}``.
-    """
-    if previous is None:
-        return dict(given), {}
-    meta = previous["meta"]
-    config = meta.get("config", {})
-    recorded = {
-        "question": meta.get("question"),
-        "task": meta.get("task"),
-        "strategy": meta.get("strategy"),
-        "seed": meta.get("seed"),
-        "options": meta.get("options"),
-        "task_options": meta.get("task_options"),
-        **{key: config.get(key) for key in RESUMED_CONFIG},
-    }
-    settings, overrides = {}, {}
-    for key, value in given.items():
-        if value is None:
-            settings[key] = recorded.get(key)
-            continue
-        settings[key] = value
-        was = recorded.get(key)
-        if was is not None and _comparable(value) != _comparable(was):
-            overrides[key] = {"was": was, "now": _comparable(value)}
-    return settings, overrides
-
-
-def _comparable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return value
 
 
 @dataclass
