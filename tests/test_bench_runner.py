@@ -179,7 +179,7 @@ def test_transient_backend_error_is_retried(data: Path, tmp_path: Path, caplog: 
     out = tmp_path / "r.jsonl"
     down = [ServerError("cannot reach the model server"), ServerError("cannot reach the model server")]
     player = Player(raise_on={"1 1 11 11": down})
-    with caplog.at_level(logging.WARNING, logger="deliberate.jsonl"):
+    with caplog.at_level(logging.WARNING, logger="deliberate.bench"):
         records = bench(data, out, player)
     assert [r["id"] for r in records] == ["1", "2", "3"] and all(r["correct"] for r in records)
     assert "item 2: cannot reach the model server; retrying" in caplog.text
