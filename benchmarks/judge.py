@@ -75,14 +75,10 @@ def check_supported(kind: str) -> None:
 
 def model_identity(model: Any, backend: Any) -> tuple[str, str | None]:
     """The model's label (file name, URL or the backend's own name) and its file's sha256."""
-    from deliberate.models import is_server_url, model_hash
+    from deliberate.models import model_file, model_hash, model_label
 
-    if is_server_url(model):
-        return str(model), None
-    path = getattr(getattr(backend, "model", None), "path", None)
-    if isinstance(path, Path):
-        return path.name, model_hash(path)
-    return str(backend.describe().get("model", "unknown")), None
+    path = model_file(model, backend)
+    return model_label(model, backend), None if path is None else model_hash(path)
 
 
 def measure(

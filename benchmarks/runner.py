@@ -24,6 +24,7 @@ import tenacity
 from deliberate.benchmarks.datasets import Item, load, score
 from deliberate.errors import ContextOverflowError, ServerError, UsageError
 from deliberate.jsonl import Appender, resume_jsonl
+from deliberate.models import is_server_url, model_label
 
 log = logging.getLogger("deliberate.bench")
 
@@ -85,7 +86,7 @@ def run(
     backend = open_backend(model, **dict(backend_options or {}))
     owned = backend is not model
     try:
-        solver = _Solver(kind, backend, _model_label(model, backend), seed, verifier, given, trace_dir, retry_wait)
+        solver = _Solver(kind, backend, model_label(model, backend), seed, verifier, given, trace_dir, retry_wait)
         solver.settings = {key: value for key, value in dict(settings or {}).items() if value not in (None, {})}
         cells = [(item, name, budget) for item in items for name in names for budget in budgets]
         todo = [cell for cell in cells if solver.key(cell) not in finished]
@@ -276,8 +277,6 @@ def _given_options(options: Mapping[str, Any] | Iterable[str] | None) -> dict[st
 
 
 def _check_concurrency(model: Any, concurrency: int) -> None:
-    from deliberate.models import is_server_url
-
     if concurrency == 1 or is_server_url(model):
         return
     llama = sys.modules.get("deliberate.backends.llama")  # never imported: it cannot be a LlamaBackend
@@ -290,14 +289,3 @@ def _check_concurrency(model: Any, concurrency: int) -> None:
             "the in-process llama.cpp backend runs one search at a time"
         )
 
-
-def _model_label(model: Any, backend: Any) -> str:
-    """The model's file name, or the server URL."""
-    from deliberate.models import is_server_url
-
-    if is_server_url(model):
-        return str(model)
-    path = getattr(getattr(backend, "model", None), "path", None)
-    if isinstance(path, Path):
-        return path.name
-    return str(backend.describe().get("model", "unknown"))

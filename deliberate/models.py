@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from deliberate.errors import ModelError
 
@@ -115,3 +116,21 @@ def model_hash(path: Path) -> str:
     except OSError:
         pass  # a cache that cannot be written only costs time
     return digest
+
+
+def model_file(model: Any, backend: Any) -> Path | None:
+    """The GGUF file a backend runs, or None for a model server or a backend with no file."""
+    if is_server_url(model):
+        return None
+    path = getattr(getattr(backend, "model", None), "path", None)
+    return path if isinstance(path, Path) else None
+
+
+def model_label(model: Any, backend: Any) -> str:
+    """How records name the model: the GGUF file's name, the server URL, or the backend's own name."""
+    if is_server_url(model):
+        return str(model)
+    path = model_file(model, backend)
+    if path is not None:
+        return path.name
+    return str(backend.describe().get("model", "unknown"))
