@@ -127,13 +127,19 @@ def bench_report(
     items: Optional[str] = typer.Option(
         None, "--items", help="Only the items numbered in this range, e.g. 1-30 (ids test:1 to test:30, or ranks 1101-1150)."
     ),
+    stated: bool = typer.Option(
+        False, "--stated", help="Split right answers by whether the gold answer is a number the question states, "
+        "and count the answers that are one (numeric tasks such as gsm8k).",
+    ),
 ) -> None:
     """Accuracy with 95% Wilson intervals, per task, strategy and thinking time."""
     from rich.console import Console
 
     from deliberate.benchmarks import report
-    from deliberate.errors import DatasetError
+    from deliberate.errors import DatasetError, UsageError
 
+    if stated and (grid or plot is not None):
+        raise UsageError("--stated prints its own table: it cannot be combined with --grid or --plot")
     span = report.item_range(items) if items is not None else None
     records = report.read_records(files)
     if span is not None:
@@ -141,6 +147,15 @@ def bench_report(
     if not records:
         where = f" for items {items}" if items is not None else ""
         raise DatasetError(f"no results in {', '.join(map(str, files))}{where}")
+    if stated:
+        from deliberate.benchmarks import stated as copied
+
+        split = copied.stated_table(records)
+        if markdown:
+            typer.echo(copied.stated_markdown(split), nl=False)
+        else:
+            Console().print(copied.render_stated(split))
+        return
     rows = report.table(records)
     if grid:
         typer.echo(report.to_grid(rows), nl=False)

@@ -248,10 +248,15 @@ def game24_correct(answer: str, puzzle: str) -> bool:
     return value == 24 and sorted(used) == sorted(Fraction(n) for n in puzzle.split())
 
 
+def last_number(text: str) -> Fraction | None:
+    """The last number a text writes ("$1,450", "8/3"), as GSM8K's "#### (number)" rule
+    reads an answer; None if it writes none."""
+    numbers = re.findall(r"-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?", text)
+    return plain_number(numbers[-1].replace(",", "")) if numbers else None
+
+
 def _gsm8k_correct(answer: str, gold: str) -> bool:
-    # The last number written is the answer, as GSM8K's own "#### (number)" rule reads it.
-    numbers = re.findall(r"-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?", answer)
-    value = plain_number(numbers[-1].replace(",", "")) if numbers else None
+    value = last_number(answer)
     return value is not None and value == plain_number(gold)
 
 

@@ -89,8 +89,9 @@ def in_range(records: Iterable[dict[str, Any]], low: int, high: int) -> list[dic
     return kept
 
 
-def table(records: Iterable[dict[str, Any]]) -> list[Row]:
-    """One row per (task, strategy, think), sorted by them."""
+def grouped(records: Iterable[dict[str, Any]]) -> list[tuple[tuple[str, str, float], list[dict[str, Any]]]]:
+    """The records by (task, strategy, think), sorted by them; the strategy carries the
+    run's flags ("bfs --no-tools"), so each configuration is a group of its own."""
     groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
     for record in records:
         try:
@@ -99,8 +100,13 @@ def table(records: Iterable[dict[str, Any]]) -> list[Row]:
         except (KeyError, TypeError, ValueError) as exc:
             raise DatasetError(f"a results record lacks task, strategy or think: {exc}") from None
         groups.setdefault(key, []).append(record)
+    return sorted(groups.items())
+
+
+def table(records: Iterable[dict[str, Any]]) -> list[Row]:
+    """One row per (task, strategy, think), sorted by them."""
     rows = []
-    for (task, strategy, think), group in sorted(groups.items()):
+    for (task, strategy, think), group in grouped(records):
         n = len(group)
         correct = sum(1 for r in group if r.get("correct"))
         seconds = sum(float(r.get("seconds") or 0.0) for r in group)
@@ -128,13 +134,14 @@ def _flags(record: dict[str, Any]) -> str:
     return "".join(flags)
 
 
-def _think(seconds: float) -> str:
+def think_label(seconds: float) -> str:
+    """A thinking time as a flag would give it: "500ms", "20s"."""
     return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
 
 
 def _cells(row: Row) -> list[str]:
     return [
-        row.task, row.strategy, _think(row.think), f"{row.accuracy:.1%}",
+        row.task, row.strategy, think_label(row.think), f"{row.accuracy:.1%}",
         f"{row.low:.1%}–{row.high:.1%}", str(row.n), f"{row.seconds:.1f}", f"{row.tokens_per_second:.0f}",
         f"{row.nodes_per_second:.2f}", str(row.quits),
     ]
@@ -146,21 +153,31 @@ HEADERS = ["task", "strategy", "think", "accuracy", "95% CI", "n", "mean s", "to
 
 def render_table(rows: Sequence[Row]) -> Any:
     """A ``rich.table.Table`` of the rows, for the terminal."""
-    from rich.table import Table
-
-    shown = Table(title="deliberate bench")
-    for i, header in enumerate(HEADERS):
-        shown.add_column(header, justify="left" if i < 2 else "right")
-    for row in rows:
-        shown.add_row(*_cells(row))
-    return shown
+    return rich_table("deliberate bench", HEADERS, [_cells(row) for row in rows])
 
 
 def to_markdown(rows: Sequence[Row]) -> str:
     """The rows as a GitHub Markdown table."""
-    rule = "|".join("---" if i < 2 else "--:" for i in range(len(HEADERS)))  # numbers align right
-    lines = ["| " + " | ".join(HEADERS) + " |", f"|{rule}|"]
-    lines += ["| " + " | ".join(_cells(row)) + " |" for row in rows]
+    return markdown_table(HEADERS, [_cells(row) for row in rows])
+
+
+def rich_table(title: str, headers: Sequence[str], cells: Iterable[Sequence[str]]) -> Any:
+    """A ``rich.table.Table``: the first two columns name the row, the rest are numbers."""
+    from rich.table import Table
+
+    shown = Table(title=title)
+    for i, header in enumerate(headers):
+        shown.add_column(header, justify="left" if i < 2 else "right")
+    for row in cells:
+        shown.add_row(*row)
+    return shown
+
+
+def markdown_table(headers: Sequence[str], cells: Iterable[Sequence[str]]) -> str:
+    """A GitHub Markdown table; numbers (every column after the first two) align right."""
+    rule = "|".join("---" if i < 2 else "--:" for i in range(len(headers)))
+    lines = ["| " + " | ".join(headers) + " |", f"|{rule}|"]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
     return "\n".join(lines) + "\n"
 
 
@@ -173,7 +190,7 @@ def to_grid(rows: Sequence[Row]) -> str:
     cells = {(row.task, row.strategy, row.think): row for row in rows}
     keys = list(dict.fromkeys((row.task, row.strategy) for row in rows))
     lines = [
-        "| task | strategy | " + " | ".join(_think(t) for t in thinks) + " |",
+        "| task | strategy | " + " | ".join(think_label(t) for t in thinks) + " |",
         "|---|---|" + "--:|" * len(thinks),
     ]
     for task, strategy in keys:
@@ -213,7 +230,7 @@ def plot(rows: Sequence[Row], out_png: str | Path) -> Path:
         thinks = sorted({row.think for row in mine})
         ax.set_xscale("log")
         ax.minorticks_off()  # only the budgets that were run get a tick
-        ax.set_xticks(thinks, [_think(t) for t in thinks])
+        ax.set_xticks(thinks, [think_label(t) for t in thinks])
         ax.set_ylim(-0.03, 1.03)
         ax.margins(x=0.15)
         ax.set_title(task)

@@ -358,6 +358,29 @@ def test_cli_report_of_a_range_of_items(tmp_path: Path) -> None:
     assert len(out.read_text().splitlines()) == 100  # reporting never touches the file
 
 
+def test_cli_report_of_the_answers_the_question_states(tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    question = "Her flock is 20 chickens and each eats 3 cups. She gave 15 and 25 cups. How many cups are left to give?"
+    rows = [
+        {"id": f"test:{i}", "task": "gsm8k", "strategy": "cot", "think": 20.0, "seconds": 2, "tokens": 20,
+         "question": question, "gold": "20", "answer": answer, "correct": answer == "20"}
+        for i, answer in enumerate(["20", "15", "60", "20"], start=1)
+    ]
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = CliRunner().invoke(app, ["bench", "report", str(out), "--stated", "--markdown", "--items", "1-3"])
+    assert result.exit_code == 0, result.output
+    assert "| gsm8k | cot | 20s | 1/3 (33.3%) | 0/0 | 2/3 (66.7%) |" in result.stdout
+    game24 = tmp_path / "g.jsonl"
+    game24.write_text(json.dumps({"id": "1101", "task": "game24", "strategy": "bfs", "think": 5.0, "correct": True,
+                                  "question": "4 6 6 6", "gold": "", "answer": "(6 - 4) * 6 + 6"}) + "\n")
+    for args, code, message in [([str(out), "--grid"], 2, "cannot be combined with --grid"),
+                                ([str(game24)], 1, "numeric gold answers")]:
+        done = run_cli("bench", "report", "--stated", *args, timeout=60)
+        assert done.code == code and done.stdout == "", done.stderr
+        assert len(done.error_lines()) == 1 and message in done.error_lines()[0], done.stderr
+    assert len(out.read_text().splitlines()) == 4 and len(game24.read_text().splitlines()) == 1  # never touched
+
+
 def test_cli_runs_the_grid_by_default(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The CLI takes no backend object, so the backend factory is swapped for the scripted one.
     monkeypatch.setattr("deliberate.backends.open_backend", lambda model=None, **_: ScriptedBackend(Player()))

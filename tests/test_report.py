@@ -176,3 +176,56 @@ def test_settings_show_as_the_flags_that_give_them() -> None:
     ]
     names = {(row.task, row.strategy) for row in table(records)}
     assert names == {("gsm8k", "cot --no-tools"), ("gsm8k", "cot"), ("game24", "bfs --evaluator none --task-opt openings=pair")}
+
+
+# -- answers the question states ------------------------------------------------------------
+
+FLOCK = "Wendi gives 15 cups in the morning and 25 in the afternoon. Her flock is 20 chickens, 3 cups each. How many cups at the last meal?"
+DRINK = "I have 10 liters that are two-thirds water and 15 liters that are three-fifths water. I spill 1 liter. How much water is left?"
+
+
+def math_record(question: str, gold: str, answer: str | None, strategy: str = "self-consistency", **extra: object) -> dict:
+    correct = answer is not None and answer.split()[-1] == gold
+    return record("gsm8k", strategy, 20.0, correct, 20.0, 100, question=question, gold=gold, answer=answer, **extra)
+
+
+def test_stated_splits_the_items_by_whether_the_question_states_the_gold_answer() -> None:
+    from deliberate.benchmarks.stated import stated_table
+
+    records = [
+        math_record(FLOCK, "20", "20"),  # stated, right: the flock's size is the answer
+        math_record(DRINK, "14", "15 liters"),  # not stated; the answer copies a number, wrongly
+        math_record(DRINK, "14", "14"),  # not stated, right
+        math_record(FLOCK, "20", None),  # no answer
+        math_record(FLOCK, "20", "$1,500"),  # a number the question does not state
+        math_record(FLOCK, "20", "15", settings={"tools": False}),
+    ]
+    [plain, no_tools] = stated_table(records)
+    assert (plain.strategy, plain.stated, plain.stated_right, plain.other, plain.other_right, plain.echoed) == (
+        "self-consistency", 3, 1, 2, 1, 2,
+    )
+    assert (no_tools.strategy, no_tools.stated, no_tools.stated_right, no_tools.echoed) == (
+        "self-consistency --no-tools", 1, 0, 1,
+    )
+
+
+def test_stated_reads_numbers_as_values() -> None:
+    from deliberate.benchmarks.stated import stated_table
+
+    question = "A bag holds 1,450 grams and costs $7.50. What does it cost?"
+    [row] = stated_table([math_record(question, "7.5", "7.50 dollars"), math_record(question, "1450", "1450")])
+    assert (row.stated, row.echoed) == (2, 2)
+
+
+def test_stated_markdown_gives_counts_and_shares() -> None:
+    from deliberate.benchmarks.stated import stated_markdown, stated_table
+
+    text = stated_markdown(stated_table([math_record(FLOCK, "20", "20"), math_record(DRINK, "14", "3")]))
+    assert "| gsm8k | self-consistency | 20s | 1/1 (100.0%) | 0/1 (0.0%) | 1/2 (50.0%) |" in text
+
+
+def test_stated_needs_numeric_gold_answers() -> None:
+    from deliberate.benchmarks.stated import stated_table
+
+    with pytest.raises(DatasetError, match="numeric gold answers"):
+        stated_table([record("game24", "bfs", 5.0, True, 1.0, 10, question="4 6 6 6", gold="", answer="(6 - 4) * 6 + 6")])

@@ -172,6 +172,11 @@ def _values(numbers: list[str]) -> set[Fraction]:
     return values
 
 
+def stated_numbers(text: str) -> set[Fraction]:
+    """The values of every number a text writes ("1,450", "-3.5", the 20 of "20 chickens")."""
+    return _values(_NUMBER.findall(text))
+
+
 def computed_numbers(text: str) -> set[Fraction]:
     """The numbers a text states as results: whatever follows an "=" (an annotation's
     result, an equation's right side, "x = 2350"); whether the equation holds is
@@ -188,7 +193,7 @@ def answer_supported(question: str, steps: list[str], line: str) -> bool:
     answer = numeric_answer(line)
     if answer is None:
         return False
-    known = computed_numbers("\n".join([*steps, line])) | _values(_NUMBER.findall(question))
+    known = computed_numbers("\n".join([*steps, line])) | stated_numbers(question)
     return parse_number(answer) in known
 
 
