@@ -40,13 +40,15 @@ def stated_table(records: Iterable[dict[str, Any]]) -> list[StatedRow]:
         raise DatasetError("--stated needs results with numeric gold answers, such as gsm8k's")
     rows = []
     for (task, strategy, think), group in grouped(numeric):
-        stated = [r for r in group if plain_number(str(r["gold"])) in stated_numbers(str(r["question"]))]
-        other = [r for r in group if r not in stated]
-        echoed = sum(
-            1 for r in group if r.get("answer") is not None and last_number(str(r["answer"])) in stated_numbers(str(r["question"]))
-        )
-        right = sum(1 for r in stated if r.get("correct"))
-        rows.append(StatedRow(task, strategy, think, len(stated), right, len(other), sum(1 for r in other if r.get("correct")), echoed))
+        counts = {"stated": 0, "stated_right": 0, "other": 0, "other_right": 0, "echoed": 0}
+        for record in group:
+            given = stated_numbers(str(record["question"]))
+            kind = "stated" if plain_number(str(record["gold"])) in given else "other"
+            counts[kind] += 1
+            counts[f"{kind}_right"] += bool(record.get("correct"))
+            answer = record.get("answer")
+            counts["echoed"] += answer is not None and last_number(str(answer)) in given
+        rows.append(StatedRow(task, strategy, think, **counts))
     return rows
 
 
