@@ -37,7 +37,7 @@ def stated_table(records: Iterable[dict[str, Any]]) -> list[StatedRow]:
     plain number; a DatasetError if no record has one (Game of 24, BBH)."""
     numeric = [r for r in records if plain_number(str(r.get("gold", ""))) is not None and "question" in r]
     if not numeric:
-        raise DatasetError("--stated needs results with numeric gold answers, such as gsm8k's")
+        raise DatasetError("--stated needs records with a question and a numeric gold answer, such as gsm8k's")
     rows = []
     for (task, strategy, think), group in grouped(numeric):
         counts = {"stated": 0, "stated_right": 0, "other": 0, "other_right": 0, "echoed": 0}

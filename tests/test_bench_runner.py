@@ -374,7 +374,7 @@ def test_cli_report_of_the_answers_the_question_states(tmp_path: Path) -> None:
     game24.write_text(json.dumps({"id": "1101", "task": "game24", "strategy": "bfs", "think": 5.0, "correct": True,
                                   "question": "4 6 6 6", "gold": "", "answer": "(6 - 4) * 6 + 6"}) + "\n")
     for args, code, message in [([str(out), "--grid"], 2, "cannot be combined with --grid"),
-                                ([str(game24)], 1, "numeric gold answers")]:
+                                ([str(game24)], 1, "a numeric gold answer")]:
         done = run_cli("bench", "report", "--stated", *args, timeout=60)
         assert done.code == code and done.stdout == "", done.stderr
         assert len(done.error_lines()) == 1 and message in done.error_lines()[0], done.stderr

@@ -227,5 +227,5 @@ def test_stated_markdown_gives_counts_and_shares() -> None:
 def test_stated_needs_numeric_gold_answers() -> None:
     from deliberate.benchmarks.stated import stated_table
 
-    with pytest.raises(DatasetError, match="numeric gold answers"):
+    with pytest.raises(DatasetError, match="a question and a numeric gold answer"):
         stated_table([record("game24", "bfs", 5.0, True, 1.0, 10, question="4 6 6 6", gold="", answer="(6 - 4) * 6 + 6")])
