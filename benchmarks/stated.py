@@ -33,8 +33,9 @@ class StatedRow:
 
 
 def stated_table(records: Iterable[dict[str, Any]]) -> list[StatedRow]:
-    """One row per (task, strategy, think), over the records whose gold answer is a
-    plain number; a DatasetError if no record has one (Game of 24, BBH)."""
+    """One row per (task, strategy, think), over the records that hold their question
+    and whose gold answer is a plain number; a DatasetError if none does (Game of 24's
+    gold is no number, BBH's a letter)."""
     numeric = [r for r in records if plain_number(str(r.get("gold", ""))) is not None and "question" in r]
     if not numeric:
         raise DatasetError("--stated needs records with a question and a numeric gold answer, such as gsm8k's")
