@@ -208,6 +208,22 @@ class ThoughtGraph:
     def with_status(self, *statuses: str) -> list[int]:
         return [n for n, s in self.g.nodes(data="status") if s in statuses]
 
+    def chains(self, node: int) -> int:
+        """How many chains reached ``node``: the first, and each alias (a later chain
+        that wrote its way to the same state)."""
+        return 1 + len(self.g.nodes[node]["aliases"])
+
+    def answers(self) -> dict[str, int]:
+        """Every answer the search could give (a terminal or verified final state's), with
+        the number of chains that reached it, most first; ties in the order first reached.
+        Answers a verifier rejected (``failed``) are not among them."""
+        counts: dict[str, int] = {}
+        for node in sorted(self.with_status("solved", "terminal")):
+            answer = self.g.nodes[node]["answer"]
+            if answer:
+                counts[answer] = counts.get(answer, 0) + self.chains(node)
+        return dict(sorted(counts.items(), key=lambda pair: -pair[1]))
+
     # -- persistence ------------------------------------------------------------
     def to_data(self) -> dict[str, Any]:
         return nx.node_link_data(self.g, edges="edges")

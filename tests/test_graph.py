@@ -273,3 +273,29 @@ def test_a_format_1_trace_loads_with_every_field_at_its_start_value():
     assert graph[1]["origin"] == "model" and graph[ROOT]["origin"] is None
     assert graph[1]["calls"] == [] and graph[1]["stale"] == 0
     assert graph[1]["tries"] == raw["tries"] and graph[1]["moves_done"] == raw["moves_done"]
+
+
+def test_answers_count_every_chain_that_reached_them_and_leave_out_rejected_ones():
+    graph = new_graph()
+    finals = {}
+    for key, answer, status in [("a", "12", "terminal"), ("b", "7", "terminal"), ("c", "7", "solved"),
+                                ("d", "99", "failed"), ("e", None, "terminal"), ("f", "12", "open")]:
+        node, _ = child(graph, ROOT, key)
+        graph.set_answer(node, answer)
+        graph.set_status(node, status)
+        finals[key] = node
+    assert graph.answers() == {"12": 1, "7": 2}  # "99" was rejected; "f" is no final state
+    for parent in (finals["b"], finals["c"]):  # two later chains write their way to "a"
+        again, merged = child(graph, parent, "a")
+        assert merged and again == finals["a"]
+    assert graph.chains(finals["a"]) == 3 and graph.chains(finals["b"]) == 1
+    assert list(graph.answers().items()) == [("12", 3), ("7", 2)]  # most chains first
+
+
+def test_answers_that_tie_keep_the_order_they_were_first_reached_in():
+    graph = new_graph()
+    for key, answer in [("a", "5"), ("b", "40"), ("c", "5"), ("d", "40"), ("e", "3")]:
+        node, _ = child(graph, ROOT, key)
+        graph.set_answer(node, answer)
+        graph.set_status(node, "terminal")
+    assert list(graph.answers().items()) == [("5", 2), ("40", 2), ("3", 1)]

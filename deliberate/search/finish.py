@@ -32,7 +32,7 @@ class Finishing:
             return None
         votes: defaultdict[str, float] = defaultdict(float)
         for n in finals:  # a node reached again by other chains counts once per chain
-            votes[self.graph[n]["answer"]] += (1 + len(self.graph[n]["aliases"])) * self.vote_weight(n)
+            votes[self.graph[n]["answer"]] += self.graph.chains(n) * self.vote_weight(n)
         if self.config.answer_by == "vote":
             top = max(votes.values())
             finals = [n for n in finals if votes[self.graph[n]["answer"]] == top]
