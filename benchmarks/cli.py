@@ -131,6 +131,10 @@ def bench_report(
         False, "--stated", help="Split right answers by whether the gold answer is a number the question states, "
         "and count the answers that are one (numeric tasks such as gsm8k).",
     ),
+    reached: bool = typer.Option(
+        False, "--reached", help="Count the items where some answer the search reached was right, "
+        "and how often the one it gave was then the right one.",
+    ),
 ) -> None:
     """Accuracy with 95% Wilson intervals, per task, strategy and thinking time."""
     from rich.console import Console
@@ -138,8 +142,11 @@ def bench_report(
     from deliberate.benchmarks import report
     from deliberate.errors import DatasetError, UsageError
 
-    if stated and (grid or plot is not None):
-        raise UsageError("--stated prints its own table: it cannot be combined with --grid or --plot")
+    own = [flag for flag, on in (("--stated", stated), ("--reached", reached)) if on]
+    if len(own) > 1:
+        raise UsageError("--stated and --reached print tables of their own: give one at a time")
+    if own and (grid or plot is not None):
+        raise UsageError(f"{own[0]} prints its own table: it cannot be combined with --grid or --plot")
     span = report.item_range(items) if items is not None else None
     records = report.read_records(files)
     if span is not None:
@@ -147,14 +154,19 @@ def bench_report(
     if not records:
         where = f" for items {items}" if items is not None else ""
         raise DatasetError(f"no results in {', '.join(map(str, files))}{where}")
-    if stated:
+    if own:  # a table of its own: (rows, Markdown, rich table)
+        from deliberate.benchmarks import reached as generated
         from deliberate.benchmarks import stated as copied
 
-        split = copied.stated_table(records)
+        make, as_markdown, as_rich = {
+            "--stated": (copied.stated_table, copied.stated_markdown, copied.render_stated),
+            "--reached": (generated.reached_table, generated.reached_markdown, generated.render_reached),
+        }[own[0]]
+        found = make(records)
         if markdown:
-            typer.echo(copied.stated_markdown(split), nl=False)
+            typer.echo(as_markdown(found), nl=False)
         else:
-            Console().print(copied.render_stated(split))
+            Console().print(as_rich(found))
         return
     rows = report.table(records)
     if grid:

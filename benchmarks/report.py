@@ -139,6 +139,11 @@ def think_label(seconds: float) -> str:
     return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
 
 
+def share(k: int, n: int) -> str:
+    """"3/30 (10.0%)", or "0/0" for none."""
+    return f"{k}/{n} ({k / n:.1%})" if n else "0/0"
+
+
 def _cells(row: Row) -> list[str]:
     return [
         row.task, row.strategy, think_label(row.think), f"{row.accuracy:.1%}",

@@ -228,6 +228,11 @@ class _Solver:
         }
         if self.settings:
             record["settings"] = self.settings
+        if result is not None:
+            # Every answer the search reached, and whether any was right: what the model
+            # and tools generated, apart from which one the strategy picked.
+            record["answers"] = result.graph.answers()
+            record["reached"] = any(score(self.kind, found, item) for found in record["answers"])
         if trace is not None:
             record["trace"] = str(trace)
         if error is not None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from deliberate.benchmarks.datasets import last_number
 from deliberate.benchmarks.math_answers import plain_number
-from deliberate.benchmarks.report import grouped, markdown_table, rich_table, think_label
+from deliberate.benchmarks.report import grouped, markdown_table, rich_table, share, think_label
 from deliberate.errors import DatasetError
 from deliberate.tasks.math import stated_numbers
 
@@ -53,17 +53,13 @@ def stated_table(records: Iterable[dict[str, Any]]) -> list[StatedRow]:
     return rows
 
 
-def _share(k: int, n: int) -> str:
-    return f"{k}/{n} ({k / n:.1%})" if n else "0/0"
-
-
 HEADERS = ["task", "strategy", "think", "right, answer stated", "right, answer not stated", "answered a stated number"]
 
 
 def _cells(row: StatedRow) -> list[str]:
     return [
-        row.task, row.strategy, think_label(row.think), _share(row.stated_right, row.stated),
-        _share(row.other_right, row.other), _share(row.echoed, row.stated + row.other),
+        row.task, row.strategy, think_label(row.think), share(row.stated_right, row.stated),
+        share(row.other_right, row.other), share(row.echoed, row.stated + row.other),
     ]
 
 

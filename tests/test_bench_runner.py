@@ -42,7 +42,7 @@ from helpers_real import run_cli
 
 PUZZLES = ["1 1 4 6", "1 1 11 11", "4 5 6 10"]
 FIELDS = {"id", "task", "question", "gold", "answer", "correct", "solved", "seconds", "tokens", "nodes",
-          "stop_reason", "model", "seed", "strategy", "think", "verifier", "options"}
+          "stop_reason", "model", "seed", "strategy", "think", "verifier", "options", "answers", "reached"}
 
 
 class Player:
@@ -107,6 +107,25 @@ def test_records_are_written_with_every_field(data: Path, tmp_path: Path) -> Non
     assert first["correct"] and first["solved"] and first["answer"].endswith("= 24")
     assert 0 < first["seconds"] <= 5.0 and first["tokens"] > 0 and first["nodes"] > 1
     assert all(r["correct"] for r in records if r["strategy"] == "bfs")
+    assert first["reached"] and first["answer"] in first["answers"] and all(n >= 1 for n in first["answers"].values())
+
+
+def test_records_tell_a_right_answer_reached_from_a_right_answer_given(tmp_path: Path) -> None:
+    from conftest import GenericResponder
+
+    data = tmp_path / "test.jsonl"
+    question = "Ann has 5 apples and buys 2 more. Her bag holds 40. How many apples does she have?"
+    data.write_text(json.dumps({"question": question, "answer": "5 + 2 = <<5+2=7>>7\n#### 7"}) + "\n")
+    # Most chains answer 40 (a number the question gives, so the verifier lets it be);
+    # a few compute 7, the right one.
+    backend = ScriptedBackend(GenericResponder(answer="5 + 2 = 7", wrong="40", steps=0, accuracy=0.3))
+    [record] = run("gsm8k", data, model=backend, out=tmp_path / "r.jsonl", strategies=["self-consistency"], thinks=[5.0])
+    assert set(record["answers"]) == {"7", "40"} and record["answers"]["40"] > record["answers"]["7"] >= 1
+    assert list(record["answers"]) == ["40", "7"]  # most chains first
+    assert (record["answer"], record["correct"], record["reached"]) == ("40", False, True)
+    unreached = ScriptedBackend(GenericResponder(answer="40", wrong="12", steps=0, accuracy=0.5))
+    [record] = run("gsm8k", data, model=unreached, out=tmp_path / "r2.jsonl", strategies=["self-consistency"], thinks=[5.0])
+    assert set(record["answers"]) == {"40"} and not record["reached"]  # "Answer: 12" is a guess: rejected
 
 
 def test_wrong_steps_score_wrong(data: Path, tmp_path: Path) -> None:
@@ -379,6 +398,30 @@ def test_cli_report_of_the_answers_the_question_states(tmp_path: Path) -> None:
         assert done.code == code and done.stdout == "", done.stderr
         assert len(done.error_lines()) == 1 and message in done.error_lines()[0], done.stderr
     assert len(out.read_text().splitlines()) == 4 and len(game24.read_text().splitlines()) == 1  # never touched
+
+
+def test_cli_report_of_the_answers_reached(tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    rows = [
+        {"id": f"test:{i}", "task": "gsm8k", "strategy": "self-consistency", "think": 20.0, "seconds": 20, "tokens": 200,
+         "gold": "7", "answer": answers[0], "correct": answers[0] == "7", "answers": dict.fromkeys(answers, 2),
+         "reached": "7" in answers}
+        for i, answers in enumerate([["7", "40"], ["40", "7", "5"], ["40"], ["5"]], start=1)
+    ]
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = CliRunner().invoke(app, ["bench", "report", str(out), "--reached", "--markdown"])
+    assert result.exit_code == 0, result.output
+    assert "| gsm8k | self-consistency | 20s | 1/4 (25.0%) | 2/4 (50.0%) | 1/2 (50.0%) | 1.8 | 3.5 |" in result.stdout
+    old = tmp_path / "old.jsonl"  # written before records listed their answers
+    old.write_text(json.dumps({k: v for k, v in rows[0].items() if k not in ("answers", "reached")}) + "\n")
+    for args, code, message in [([str(out), "--stated"], 2, "one at a time"),
+                                ([str(out), "--plot", str(tmp_path / "p.png")], 2, "--reached prints its own table"),
+                                ([str(old)], 1, "run the benchmark again")]:
+        done = run_cli("bench", "report", "--reached", *args, timeout=60)
+        assert done.code == code and done.stdout == "", done.stderr
+        assert len(done.error_lines()) == 1 and message in done.error_lines()[0], done.stderr
+    assert len(out.read_text().splitlines()) == 4 and len(old.read_text().splitlines()) == 1  # never touched
+    assert not (tmp_path / "p.png").exists()
 
 
 def test_cli_runs_the_grid_by_default(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

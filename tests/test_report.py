@@ -229,3 +229,51 @@ def test_stated_needs_numeric_gold_answers() -> None:
 
     with pytest.raises(DatasetError, match="a question and a numeric gold answer"):
         stated_table([record("game24", "bfs", 5.0, True, 1.0, 10, question="4 6 6 6", gold="", answer="(6 - 4) * 6 + 6")])
+
+
+# -- answers reached ------------------------------------------------------------------------------
+
+
+def reached_record(answers: dict[str, int], given: str | None, gold: str = "7", **extra: object) -> dict:
+    return record("gsm8k", "self-consistency", 20.0, given == gold, 20.0, 100, gold=gold, answer=given,
+                  answers=answers, reached=gold in answers, **extra)
+
+
+def test_reached_separates_what_the_search_generated_from_what_it_gave() -> None:
+    from deliberate.benchmarks.reached import reached_table
+
+    records = [
+        reached_record({"7": 3, "40": 1}, "7"),  # reached and picked
+        reached_record({"40": 3, "7": 2}, "40"),  # reached, not picked
+        reached_record({"40": 1}, "40"),  # never reached
+        reached_record({}, None),  # no answer at all
+        reached_record({"7": 1}, "7", settings={"tools": False}),
+        record("gsm8k", "self-consistency", 20.0, True, 20.0, 100, gold="7", answer="7"),  # an older record: left out
+    ]
+    [plain, no_tools] = reached_table(records)
+    assert (plain.strategy, plain.n, plain.right, plain.reached, plain.picked, plain.answers, plain.chains) == (
+        "self-consistency", 4, 1, 2, 1, 5, 10,
+    )
+    assert (no_tools.strategy, no_tools.n, no_tools.right, no_tools.reached, no_tools.picked) == (
+        "self-consistency --no-tools", 1, 1, 1, 1,
+    )
+
+
+def test_reached_markdown_and_rich_tables() -> None:
+    from rich.console import Console
+
+    from deliberate.benchmarks.reached import reached_markdown, reached_table, render_reached
+
+    rows = reached_table([reached_record({"40": 2}, "40"), reached_record({"40": 1, "7": 1}, "40")])
+    assert "| gsm8k | self-consistency | 20s | 0/2 (0.0%) | 1/2 (50.0%) | 0/1 (0.0%) | 1.5 | 2.0 |" in reached_markdown(rows)
+    console = Console(width=200, record=True)
+    console.print(render_reached(rows))
+    text = console.export_text()
+    assert "picked when reached" in text and "1/2 (50.0%)" in text
+
+
+def test_reached_needs_records_that_list_their_answers() -> None:
+    from deliberate.benchmarks.reached import reached_table
+
+    with pytest.raises(DatasetError, match="run the benchmark again"):
+        reached_table([record("gsm8k", "cot", 20.0, True, 2.0, 10, gold="7", answer="7")])
