@@ -133,6 +133,7 @@ def solve(
             "task": result.trace["meta"]["task"],
             "strategy": result.trace["meta"]["strategy"],
             "stop_reason": stats.stop_reason,
+            "answers": result.graph.answers(),  # every answer reached, with its chains
             "trace": str(target) if target else None,
             "stats": result.trace["meta"]["stats"],
         }

@@ -189,6 +189,9 @@ def test_json_prints_one_object(tmp_path: Path) -> None:
     assert payload["question"] == PUZZLE
     assert (payload["answer"] is None) == (run.code == 3)
     assert payload["trace"] is None
+    answers = payload["answers"]  # every answer the search reached, with the chains behind it
+    assert isinstance(answers, dict) and all(isinstance(n, int) and n >= 1 for n in answers.values())
+    assert (payload["answer"] is None) or payload["answer"] in answers
 
 
 @pytest.mark.model
