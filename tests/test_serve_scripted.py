@@ -189,6 +189,7 @@ def test_a_chat_completion_answers_with_its_path_usage_and_trace(url: str) -> No
     assert usage["completion_tokens_details"]["reasoning_tokens"] == usage["completion_tokens"]
     ext = data["deliberate"]
     assert ext["stop_reason"] == "solved" and ext["solved"] and ext["nodes"] >= 4 and ext["strategy"] == "bfs"
+    assert choice["message"]["content"] in ext["answers"] and all(n >= 1 for n in ext["answers"].values())
     assert response.headers["x-deliberate-trace"] == ext["trace_id"]
     trace = httpx.get(f"{url}/v1/traces/{ext['trace_id']}").json()
     assert trace["format"] == "deliberate-trace/2" and trace["meta"]["answer"] == choice["message"]["content"]
@@ -200,6 +201,7 @@ def test_no_answer_in_the_budget_is_a_length_reply_not_an_error(url: str) -> Non
     assert data["choices"][0]["finish_reason"] == "length"
     assert data["choices"][0]["message"]["content"] is None
     assert data["deliberate"]["stop_reason"] == "complete" and not data["deliberate"]["solved"]
+    assert data["deliberate"]["answers"] == {}  # every final state failed the check: none to give
 
 
 def test_the_token_cap_stops_the_search(url: str) -> None:

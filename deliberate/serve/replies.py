@@ -42,6 +42,7 @@ def extension(outcome: Outcome, trace_id: str, request: ThinkRequest) -> dict[st
         "trace_id": trace_id,
         "stop_reason": outcome.stop_reason,
         "solved": outcome.solved,
+        "answers": outcome.answers,
         "nodes": outcome.nodes,
         "thinking_seconds": outcome.thinking_seconds,
         "think": request.think,

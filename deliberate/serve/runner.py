@@ -42,6 +42,7 @@ class Outcome:
     thinking_seconds: float
     solved: bool
     trace: dict[str, Any]
+    answers: dict[str, int] = dataclasses.field(default_factory=dict)  # every answer reached, with its chains
 
 
 def prepare(request: ThinkRequest) -> Any:
@@ -127,6 +128,7 @@ class SearchRun:
             thinking_seconds=result.stats.thinking_seconds,
             solved=result.solved,
             trace=result.trace,
+            answers=result.graph.answers(),
         )
 
     def _watch(self, search: Search) -> None:
