@@ -218,6 +218,9 @@ class _Solver:
         item, strategy, budget = cell
         answer = result.answer if result is not None else None
         stats = result.stats if result is not None else None
+        # Every answer the search reached, and whether any was right: what the model and
+        # tools generated, apart from which one the strategy picked (none, for an error).
+        answers = result.graph.answers() if result is not None else {}
         record: Record = {
             "id": item.id, "task": self.kind, "question": item.question, "gold": item.gold,
             "answer": answer, "correct": score(self.kind, answer, item), "solved": bool(result and result.solved),
@@ -225,14 +228,10 @@ class _Solver:
             "nodes": stats.nodes if stats else 0, "stop_reason": stats.stop_reason if stats else "error",
             "model": self.model_label, "seed": self.seed, "strategy": strategy, "think": budget,
             "verifier": self.verifier, "options": self.options,
+            "answers": answers, "reached": any(score(self.kind, found, item) for found in answers),
         }
         if self.settings:
             record["settings"] = self.settings
-        if result is not None:
-            # Every answer the search reached, and whether any was right: what the model
-            # and tools generated, apart from which one the strategy picked.
-            record["answers"] = result.graph.answers()
-            record["reached"] = any(score(self.kind, found, item) for found in record["answers"])
         if trace is not None:
             record["trace"] = str(trace)
         if error is not None:

@@ -236,6 +236,7 @@ def test_context_overflow_is_a_wrong_answer_not_a_crash(data: Path, tmp_path: Pa
     records = bench(data, tmp_path / "r.jsonl", player)
     assert records[1]["correct"] is False and records[1]["stop_reason"] == "error"
     assert "does not fit" in records[1]["error"]
+    assert records[1]["answers"] == {} and records[1]["reached"] is False  # counted in --reached, as not reached
     assert records[2]["correct"]
 
 

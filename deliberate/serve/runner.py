@@ -42,7 +42,7 @@ class Outcome:
     thinking_seconds: float
     solved: bool
     trace: dict[str, Any]
-    answers: dict[str, int] = dataclasses.field(default_factory=dict)  # every answer reached, with its chains
+    answers: dict[str, int]  # every answer reached, with its chains
 
 
 def prepare(request: ThinkRequest) -> Any:
