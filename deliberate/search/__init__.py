@@ -10,10 +10,11 @@ reserved slice (10 % by default) before the deadline, and ``finish`` spends that
 completing the most promising partial state greedily. Once an answer exists,
 exploration may use the whole budget.
 
-The search is one class in four files, one idea each: ``generate`` (asking the model
-for thoughts and adding them to the graph), ``judge`` (the value and vote judges),
-``finish`` (the anytime answer: the best terminal, or a greedy finish of the best
-partial state) and this file (the budget, the events, pruning and rollouts).
+The search is one class in five files, one idea each: ``plan`` (which requests an
+expansion sends), ``generate`` (asking the model for thoughts and adding them to the
+graph), ``judge`` (the value and vote judges), ``finish`` (the anytime answer: the best
+terminal, or a greedy finish of the best partial state) and this file (the budget, the
+events, pruning and rollouts).
 ``config`` holds the settings and counters.
 """
 
@@ -38,6 +39,7 @@ from deliberate.search.config import (
 from deliberate.search.finish import Finishing
 from deliberate.search.generate import Generation
 from deliberate.search.judge import Judging, vote_value
+from deliberate.search.plan import Planning
 from deliberate.tasks.base import Task
 
 __all__ = [
@@ -46,7 +48,7 @@ __all__ = [
 ]  # fmt: skip
 
 
-class Search(Generation, Judging, Finishing):
+class Search(Generation, Planning, Judging, Finishing):
     """One search: the thought graph, the budget, the events, and the operations a
     strategy calls. Its parts live in ``generate``, ``judge`` and ``finish``."""
 
