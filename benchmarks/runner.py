@@ -69,6 +69,7 @@ def run(
     from deliberate import strategies as registry
     from deliberate.backends import open_backend
     from deliberate.duration import parse_duration
+    from deliberate.tasks import from_options
 
     if not strategies or not thinks:
         raise UsageError("give at least one strategy and one thinking time")
@@ -81,6 +82,8 @@ def run(
     names = list(dict.fromkeys(strategies))  # a repeated --strategy or --think runs once
     budgets = list(dict.fromkeys(parse_duration(t) for t in thinks))
     items = load(kind, data, start=start, limit=limit)
+    for task in dict.fromkeys(item.task for item in items):  # so does a bad task option
+        from_options(task, (settings or {}).get("task_options"))
     out = Path(out)
     finished = {_key(record): record for record in resume_jsonl(out, what="results file")}
     backend = open_backend(model, **dict(backend_options or {}))

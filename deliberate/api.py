@@ -27,7 +27,7 @@ from deliberate.models import is_server_url, model_hash
 from deliberate.options import check_names
 from deliberate.resume import given_settings, resume_settings
 from deliberate.search import Event, Search, SearchConfig, StopSearch
-from deliberate.tasks import detect, make_task
+from deliberate.tasks import detect, from_options
 from deliberate.trace import build_trace, check_writable, load_graph, read_trace, write_trace
 
 
@@ -184,10 +184,8 @@ def prepare(settings: dict[str, Any], think: float | str | None, trace: Any, res
     task_name = settings["task"]
     task_name = detect(question) if task_name in (None, "auto") else task_name
     task_options = dict(settings["task_options"] or {})
-    if "tools" in task_options:
-        raise UsageError("tools are a search setting: use --no-tools (tools=False), not --task-opt tools=")
     tools = True if settings.get("tools") is None else bool(settings["tools"])
-    the_task = make_task(task_name, tools=tools, **task_options)
+    the_task = from_options(task_name, task_options, tools=tools)
     the_task.root(question)  # reject a question the task cannot read before loading anything
     chosen = strategies.make(settings["strategy"] or "bfs", settings["options"])
     config = SearchConfig(

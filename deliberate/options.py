@@ -1,13 +1,16 @@
-"""Strategy options: small dataclasses that reject unknown fields.
+"""Strategy and task options: unknown names are rejected, values converted by type.
 
-Options come from the CLI as ``--opt key=value`` strings and from the API as a dict.
-Both pass through ``parse_options``, which converts each value to the field's type
-and names the valid fields when a key is unknown.
+Strategy options are small dataclasses. They come from the CLI as ``--opt key=value``
+strings and from the API as a dict; both pass through ``parse_options``, which
+converts each value to the field's type and names the valid fields when a key is
+unknown. Task options (``--task-opt``) are a task's keyword arguments and pass
+through ``check_keywords`` the same way.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar, get_type_hints
 
@@ -43,6 +46,51 @@ def check_names(cls: type, given: Mapping[str, Any], *, owner: str) -> None:
         if key not in fields:
             known = ", ".join(sorted(fields)) or "none"
             raise UnknownNameError(f"unknown option {key!r} for {owner} (options: {known})")
+
+
+def check_keywords(function: Any, given: Mapping[str, Any], *, owner: str, reserved: Iterable[str] = ()) -> dict[str, Any]:
+    """``given`` as keyword arguments of ``function`` (a task's ``__init__``): each key
+    one of its keyword parameters, each value of its annotated type, converted as
+    ``parse_options`` converts (and "5" or 5 for a ``str`` parameter is the text "5").
+
+    An unknown key, or one of ``reserved`` (set elsewhere, as a task's ``tools`` is),
+    is an ``UnknownNameError`` naming the valid ones; a value of the wrong type a
+    one-line ``UsageError``. A function that takes ``**kwargs`` accepts
+    any key, and a parameter without an annotation any value.
+    """
+    parameters = inspect.signature(function).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return dict(given)
+    names = [n for n, p in parameters.items()
+             if n != "self" and n not in set(reserved) and p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    try:
+        hints = get_type_hints(function)
+    except Exception:  # an annotation that does not resolve: leave the values to the function
+        hints = {}
+    checked: dict[str, Any] = {}
+    for key, raw in given.items():
+        if key not in names:
+            known = ", ".join(sorted(names)) or "none"
+            raise UnknownNameError(f"unknown option {key!r} for {owner} (options: {known})")
+        hint = hints.get(key)
+        if hint is None:
+            checked[key] = raw
+            continue
+        kinds = [t for t in (getattr(hint, "__args__", None) or (hint,)) if isinstance(t, type)]
+        if str in kinds and isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            raw = str(raw)  # the CLI reads "5" as a number
+        value = _convert(raw, hint, key, owner)
+        if not _is_one_of(value, kinds):
+            names_ = " or ".join(t.__name__ if t is not type(None) else "none" for t in kinds)
+            raise UsageError(f"option {key}={raw!r} for {owner}: expected {names_}")
+        checked[key] = float(value) if float in kinds and type(value) is int else value
+    return checked
+
+
+def _is_one_of(value: Any, kinds: list[type]) -> bool:
+    if isinstance(value, bool):  # a bool is an int to Python, not to a user
+        return bool in kinds
+    return not kinds or any(isinstance(value, k) for k in kinds) or (float in kinds and isinstance(value, int))
 
 
 def _convert(raw: Any, hint: Any, key: str, owner: str) -> Any:

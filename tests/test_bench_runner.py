@@ -268,7 +268,25 @@ def test_bad_arguments_fail_before_the_model_loads(data: Path, tmp_path: Path) -
         run("game24", data, strategies=["bfs"], thinks=[1], model=missing, out=out, options=["depth=2"])
     with pytest.raises(DatasetError, match="not found"):
         run("game24", tmp_path / "nowhere", strategies=["bfs"], thinks=[1], model=missing, out=out)
+    for task_options, error, match in (
+        ({"depth": 2}, UnknownNameError, "unknown option 'depth' for task game24"),
+        ({"openings": "diagonal"}, UsageError, "openings must be one of"),
+        ({"tools": False}, UsageError, "--no-tools"),
+    ):
+        with pytest.raises(error, match=match):
+            run("game24", data, strategies=["bfs"], thinks=[1], model=missing, out=out,
+                settings={"task_options": task_options})
     assert not out.exists()
+
+
+def test_a_bad_task_option_leaves_an_existing_results_file_as_it_was(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    bench(data, out, Player())
+    before = out.read_bytes()
+    run_ = run_cli("bench", "game24", "--data", str(data), "--out", str(out), "--task-opt", "results=maybe", timeout=30)
+    assert run_.code == 2, run_.stderr
+    assert run_.error_lines() == ["deliberate: error: game24 results must be one of greedy, sampled, got 'maybe'"]
+    assert out.read_bytes() == before
 
 
 # -- a model server that goes away -----------------------------------------------------

@@ -60,6 +60,10 @@ FAST_FAILURES = {
     "unknown option": (["what?", "--think", "1s", "--opt", "wisdom=9"], 2, "wisdom"),
     "option without =": (["what?", "--think", "1s", "--opt", "breadth"], 2, "key=value"),
     "game24 needs four numbers": (["make 24 from 1 2", "--task", "game24", "--think", "1s"], 2, "four numbers"),
+    "unknown task option": (["what?", "--think", "1s", "--task", "math", "--task-opt", "depth=3"], 2, "unknown option 'depth' for task math"),
+    "task option of the wrong type": (["what?", "--think", "1s", "--task", "math", "--task-opt", "max_depth=deep"], 2, "expected int"),
+    "task option out of range": (["what?", "--think", "1s", "--task", "generic", "--task-opt", "max_depth=0"], 2, "at least 1"),
+    "tools as a task option": (["what?", "--think", "1s", "--task", "math", "--task-opt", "tools=false"], 2, "--no-tools"),
     "unreachable server": (["what?", "--think", "2s", "--model", "http://127.0.0.1:9/v1"], 1, "127.0.0.1:9"),
 }
 

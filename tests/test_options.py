@@ -1,5 +1,5 @@
-"""Strategy options: ``key=value`` strings or a dict, converted to the field types, with
-unknown keys refused by name."""
+"""Strategy and task options: ``key=value`` strings or a dict, converted to the field
+types, with unknown keys refused by name."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from deliberate import strategies
 from deliberate.errors import UnknownNameError, UsageError
-from deliberate.options import describe_options, parse_options
+from deliberate import tasks
+from deliberate.options import check_keywords, describe_options, parse_options
 
 
 @dataclass
@@ -141,4 +142,80 @@ def test_think_rejects_a_bad_option_before_using_the_model(scripted):
     backend = scripted(lambda prompt, request, seed: "Answer: 1")
     with pytest.raises(UnknownNameError, match="'width'"):
         deliberate.think("What is 1?", task="generic", strategy="bfs", model=backend, think=1, options={"width": 2})
+    assert backend.history == []
+
+
+# -- task options: a task's keyword arguments ---------------------------------------------------
+
+
+def knobs(*, depth: int | None = None, style: str = "pair", greedy: bool = False, scale: float = 1.0, tools: bool = True):
+    return depth, style, greedy, scale, tools
+
+
+def check(given):
+    return check_keywords(knobs, given, owner="task test", reserved=("tools",))
+
+
+def test_task_keywords_are_converted_to_their_annotated_types():
+    assert check({"depth": "3", "style": "none", "greedy": "yes", "scale": "2"}) == {
+        "depth": 3, "style": "none", "greedy": True, "scale": 2.0}
+    # The CLI reads numbers and true/false itself (``--task-opt depth=3``), and a number
+    # given for a text option is that text.
+    assert check({"depth": 3, "greedy": False, "style": 5, "scale": 1}) == {"depth": 3, "greedy": False, "style": "5", "scale": 1.0}
+    assert check({"depth": "none"}) == {"depth": None}
+    assert check({}) == {}
+
+
+@pytest.mark.parametrize("given, expected", [
+    ({"depth": "deep"}, "depth='deep'.*expected int"),
+    ({"depth": 2.5}, "depth=2.5.*expected int or none"),
+    ({"depth": True}, "depth=True.*expected int or none"),
+    ({"greedy": "maybe"}, "greedy='maybe'.*expected bool"),
+    ({"greedy": 1}, "greedy=1.*expected bool"),
+    ({"scale": "fast"}, "scale='fast'.*expected float"),
+])
+def test_a_task_keyword_of_the_wrong_type_is_a_usage_error(given, expected):
+    with pytest.raises(UsageError, match=expected):
+        check(given)
+
+
+def test_an_unknown_or_reserved_task_keyword_is_refused_with_the_known_ones():
+    for key in ("colour", "tools"):
+        with pytest.raises(UnknownNameError) as caught:
+            check({key: 1})
+        assert str(caught.value) == f"unknown option {key!r} for task test (options: depth, greedy, scale, style)"
+
+
+def test_a_task_that_takes_any_keyword_gets_them_as_given():
+    def anything(**options):
+        return options
+
+    assert check_keywords(anything, {"colour": "red", "n": "2"}, owner="plugin task") == {"colour": "red", "n": "2"}
+
+
+@pytest.mark.parametrize("name", tasks.names())
+def test_every_task_rejects_an_unknown_option_by_name(name):
+    with pytest.raises(UnknownNameError, match=f"unknown option 'no_such_knob' for task {name}"):
+        tasks.from_options(name, {"no_such_knob": 1})
+
+
+@pytest.mark.parametrize("name", tasks.names())
+def test_tools_are_not_a_task_option(name):
+    with pytest.raises(UsageError, match="use --no-tools"):
+        tasks.from_options(name, {"tools": False})
+
+
+def test_task_options_reach_the_task_converted():
+    assert tasks.from_options("math", {"max_depth": "4"}).max_depth == 4
+    assert tasks.from_options("game24", {"openings": "pair"}, tools=False).tools is False
+    with pytest.raises(UsageError, match="max_depth must be at least 1, got 0"):
+        tasks.from_options("generic", {"max_depth": 0})
+
+
+def test_think_rejects_a_bad_task_option_before_using_the_model(scripted):
+    import deliberate
+
+    backend = scripted(lambda prompt, request, seed: "Answer: 1")
+    with pytest.raises(UsageError, match="max_depth='deep'"):
+        deliberate.think("What is 1?", task="generic", model=backend, think=1, task_options={"max_depth": "deep"})
     assert backend.history == []

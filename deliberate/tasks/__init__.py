@@ -10,14 +10,16 @@ phrasing ``detect`` reads.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from deliberate.errors import UsageError
+from deliberate.options import check_keywords
 from deliberate.plugins import TASKS
 from deliberate.tasks.base import Prompt, State, Step, Task
 from deliberate.tasks.game24 import PHRASING
 
-__all__ = ["Prompt", "State", "Step", "Task", "detect", "make_task", "names"]
+__all__ = ["Prompt", "State", "Step", "Task", "detect", "from_options", "make_task", "names"]
 
 
 def names() -> list[str]:
@@ -50,9 +52,20 @@ def make_task(name: str | Task, *, tools: bool = True, **options: Any) -> Task:
     if not isinstance(name, str):
         return name  # already a task object
     cls = TASKS.load(name)  # UnknownNameError lists the known ones; PluginError if broken
+    options = check_keywords(cls.__init__, options, owner=f"task {name}", reserved=("tools",))
     if getattr(cls, "tool_names", ()):
         options["tools"] = tools
     try:
         return cls(**options)
     except TypeError as exc:
         raise UsageError(f"task {name}: {exc}") from None
+
+
+def from_options(name: str, options: Mapping[str, Any] | None, *, tools: bool = True) -> Task:
+    """The task ``name`` with options a user gave (``--task-opt``, a request's
+    ``task_options``): unknown or mistyped ones are one-line errors, and ``tools`` is
+    the search's setting (``--no-tools``), not one of them."""
+    options = dict(options or {})
+    if "tools" in options:
+        raise UsageError("tools are a search setting: use --no-tools (tools=False), not --task-opt tools=")
+    return make_task(name, tools=tools, **options)

@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
-from deliberate.errors import QuestionError
+from deliberate.errors import QuestionError, UsageError
 from deliberate.tasks.base import VALUE_LABELS, Prompt, State, Step, vote_labels
 
 INSTRUCTION = (
@@ -149,6 +149,8 @@ class GenericTask:
         if not self.examples.endswith("\n\n"):
             self.examples = self.examples.rstrip("\n") + "\n\n"
         if max_depth is not None:
+            if max_depth < 1:  # a root that is already final has no answer to give
+                raise UsageError(f"{self.name} max_depth must be at least 1, got {max_depth}")
             self.max_depth = max_depth
 
     # -- states ----------------------------------------------------------------
