@@ -188,7 +188,7 @@ def bench_speed(
     levels: int = typer.Option(3, "--levels", min=1, max=8, help="Levels of the tree."),
     tokens: int = typer.Option(32, "--tokens", min=1, max=256, help="Tokens per child."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path", show_default="the embedded model"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads", show_default="physical cores"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads", show_default="physical cores"),
     repeat: int = typer.Option(3, "--repeat", min=1, max=20, help="Rounds; each figure is the median."),
 ) -> None:
     """Tok/s of raw llama.cpp batched decode, the engine, and a naive Llama loop, on one tree shape."""
@@ -213,7 +213,7 @@ def bench_injection(
     seed: int = typer.Option(0, "--seed", help="Seed for the benign texts and the bootstrap."),
     resamples: int = typer.Option(2000, "--resamples", min=100, help="Bootstrap resamples."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path or http(s)://host:port/v1", show_default="the embedded model"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads", show_default="physical cores"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads", show_default="physical cores"),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of the table."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the full results, every case included, as JSON here."),
 ) -> None:
@@ -272,7 +272,7 @@ def bench_view(
 def bench_serve(
     think: str = typer.Option("30s", "--think", "-t", help="Thinking time of each search."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path", show_default="the embedded model"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads", show_default="physical cores"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads", show_default="physical cores"),
     repeat: int = typer.Option(1, "--repeat", min=1, max=20, help="Rounds of both modes; the targets are judged on the median round."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the result as JSON here."),

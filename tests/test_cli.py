@@ -63,6 +63,8 @@ FAST_FAILURES = {
     "unknown task option": (["what?", "--think", "1s", "--task", "math", "--task-opt", "depth=3"], 2, "unknown option 'depth' for task math"),
     "task option of the wrong type": (["what?", "--think", "1s", "--task", "math", "--task-opt", "max_depth=deep"], 2, "expected int"),
     "task option out of range": (["what?", "--think", "1s", "--task", "generic", "--task-opt", "max_depth=0"], 2, "at least 1"),
+    "threads 0": (["what?", "--think", "1s", "--threads", "0"], 2, "--threads"),
+    "threads negative": (["what?", "--think", "1s", "--threads", "-3"], 2, "--threads"),
     "tools as a task option": (["what?", "--think", "1s", "--task", "math", "--task-opt", "tools=false"], 2, "--no-tools"),
     "unreachable server": (["what?", "--think", "2s", "--model", "http://127.0.0.1:9/v1"], 1, "127.0.0.1:9"),
 }

@@ -556,3 +556,19 @@ def test_chat_prompts_use_the_models_template() -> None:
         assert smol.live_sequences() == 0
     finally:
         smol.close()
+
+
+@pytest.mark.parametrize("settings, needle", [
+    ({"n_threads": 0}, "n_threads must be at least 1"),
+    ({"n_threads": -3}, "n_threads must be at least 1"),
+    ({"n_threads_batch": 0}, "n_threads_batch must be at least 1"),
+    ({"n_ctx": 16}, "n_ctx (16) must be at least n_seq_max"),
+])
+def test_bad_settings_are_refused_before_the_model_file_is_read(tmp_path, settings, needle):
+    from deliberate.backends.llama import LlamaBackend
+    from deliberate.errors import ModelError
+
+    # The file does not exist: a message about it would mean the settings were not checked first.
+    with pytest.raises(ModelError) as caught:
+        LlamaBackend(str(tmp_path / "absent.gguf"), **settings)
+    assert needle in str(caught.value)

@@ -60,6 +60,9 @@ class LlamaBackend(Rolling, Decoding, Scoring, Context, BaseBackend):
             raise ModelError(f"n_ctx ({n_ctx}) must be at least n_seq_max ({n_seq_max})")
         if n_batch < n_seq_max:
             raise ModelError(f"n_batch ({n_batch}) must be at least n_seq_max ({n_seq_max})")
+        for name, value in (("n_threads", n_threads), ("n_threads_batch", n_threads_batch)):
+            if value is not None and value < 1:  # llama.cpp would take it as its own default
+                raise ModelError(f"{name} must be at least 1 (or None for the physical cores), got {value}")
         started = time.perf_counter()
         # exact_batching trades ~10 % of tree-search speed for greedy output that is the
         # same whether a sequence decodes alone or batched with others.
