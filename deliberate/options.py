@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import types
+import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar, get_type_hints
 
@@ -72,11 +74,11 @@ def check_keywords(function: Any, given: Mapping[str, Any], *, owner: str, reser
         if key not in names:
             known = ", ".join(sorted(names)) or "none"
             raise UnknownNameError(f"unknown option {key!r} for {owner} (options: {known})")
-        hint = hints.get(key)
-        if hint is None:
+        kinds = _scalar_kinds(hints.get(key))
+        if not kinds:  # no annotation, or one that is not a plain type (Literal, list[str]): the task checks
             checked[key] = raw
             continue
-        kinds = [t for t in (getattr(hint, "__args__", None) or (hint,)) if isinstance(t, type)]
+        hint = hints[key]
         if str in kinds and isinstance(raw, (int, float)) and not isinstance(raw, bool):
             raw = str(raw)  # the CLI reads "5" as a number
         value = _convert(raw, hint, key, owner)
@@ -87,10 +89,21 @@ def check_keywords(function: Any, given: Mapping[str, Any], *, owner: str, reser
     return checked
 
 
+def _scalar_kinds(hint: Any) -> list[type]:
+    """The types a parameter annotated ``hint`` takes: ``int``, ``str | None``; else none."""
+    if isinstance(hint, type):
+        return [hint]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if all(isinstance(t, type) for t in args):
+            return list(args)
+    return []
+
+
 def _is_one_of(value: Any, kinds: list[type]) -> bool:
     if isinstance(value, bool):  # a bool is an int to Python, not to a user
         return bool in kinds
-    return not kinds or any(isinstance(value, k) for k in kinds) or (float in kinds and isinstance(value, int))
+    return any(isinstance(value, k) for k in kinds) or (float in kinds and isinstance(value, int))
 
 
 def _convert(raw: Any, hint: Any, key: str, owner: str) -> Any:

@@ -186,6 +186,16 @@ def test_an_unknown_or_reserved_task_keyword_is_refused_with_the_known_ones():
         assert str(caught.value) == f"unknown option {key!r} for task test (options: depth, greedy, scale, style)"
 
 
+def test_a_task_keyword_without_a_plain_type_is_left_to_the_task():
+    from typing import Literal
+
+    def task(*, style: Literal["pair", "none"] = "pair", names: list[str] | None = None, free=None):
+        return style
+
+    given = {"style": "diagonal", "names": "a,b", "free": 3}
+    assert check_keywords(task, given, owner="plugin task") == given
+
+
 def test_a_task_that_takes_any_keyword_gets_them_as_given():
     def anything(**options):
         return options
