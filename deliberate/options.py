@@ -43,11 +43,16 @@ def parse_options(cls: type[T], given: Mapping[str, Any] | Iterable[str] | None,
 def check_names(cls: type, given: Mapping[str, Any], *, owner: str) -> None:
     """An ``UnknownNameError`` naming the valid fields, for the first key of ``given``
     that is not a field of the dataclass ``cls``."""
-    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    _refuse_unknown(given, {f.name for f in dataclasses.fields(cls)}, owner)  # type: ignore[arg-type]
+
+
+def _refuse_unknown(given: Iterable[str], names: Iterable[str], owner: str) -> None:
+    """An ``UnknownNameError`` naming ``names``, for the first of ``given`` not among them."""
+    known = set(names)
     for key in given:
-        if key not in fields:
-            known = ", ".join(sorted(fields)) or "none"
-            raise UnknownNameError(f"unknown option {key!r} for {owner} (options: {known})")
+        if key not in known:
+            listed = ", ".join(sorted(known)) or "none"
+            raise UnknownNameError(f"unknown option {key!r} for {owner} (options: {listed})")
 
 
 def check_keywords(function: Any, given: Mapping[str, Any], *, owner: str, reserved: Iterable[str] = ()) -> dict[str, Any]:
@@ -63,17 +68,15 @@ def check_keywords(function: Any, given: Mapping[str, Any], *, owner: str, reser
     parameters = inspect.signature(function).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return dict(given)
-    names = [n for n, p in parameters.items()
-             if n != "self" and n not in set(reserved) and p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    skip = {"self", *reserved}
+    _refuse_unknown(given, [n for n, p in parameters.items()
+                            if n not in skip and p.kind is not inspect.Parameter.VAR_POSITIONAL], owner)
     try:
         hints = get_type_hints(function)
     except Exception:  # an annotation that does not resolve: leave the values to the function
         hints = {}
     checked: dict[str, Any] = {}
     for key, raw in given.items():
-        if key not in names:
-            known = ", ".join(sorted(names)) or "none"
-            raise UnknownNameError(f"unknown option {key!r} for {owner} (options: {known})")
         kinds = _scalar_kinds(hints.get(key))
         if not kinds:  # no annotation, or one that is not a plain type (Literal, list[str]): the task checks
             checked[key] = raw
