@@ -50,7 +50,7 @@ __all__ = [
 
 class Search(Generation, Planning, Judging, Finishing):
     """One search: the thought graph, the budget, the events, and the operations a
-    strategy calls. Its parts live in ``generate``, ``judge`` and ``finish``."""
+    strategy calls. Its parts live in ``plan``, ``generate``, ``judge`` and ``finish``."""
 
     def __init__(
         self,

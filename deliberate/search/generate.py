@@ -22,8 +22,9 @@ from deliberate.tools import ToolCall
 
 
 class Generation:
-    """The generating half of ``Search``; it uses the search's graph, task, backend,
-    config, stats and events."""
+    """The generating part of ``Search``: it sends the requests ``Planning`` makes and
+    adds what comes back; it uses the search's graph, task, backend, config, stats and
+    events."""
 
     def expand(
         self,
