@@ -3,8 +3,8 @@
 The names come from the ``deliberate.tasks`` entry-point group: the built-ins
 (``generic``, ``game24``, ``math``, declared in pyproject.toml and in
 ``deliberate.plugins.BUILTINS``) and any installed plugin's (see ``deliberate.plugins``).
-A task's module is imported only when the task is made, except Game of 24's, whose
-phrasing ``detect`` reads.
+A task's module is imported only when the task is made; ``detect`` reads Game of
+24's phrasing from ``game24_moves``, which does not import the task.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from deliberate.errors import UsageError
 from deliberate.options import check_keywords
 from deliberate.plugins import TASKS
 from deliberate.tasks.base import Prompt, State, Step, Task
-from deliberate.tasks.game24 import PHRASING
+from deliberate.tasks.game24_moves import PHRASING
 
 __all__ = ["Prompt", "State", "Step", "Task", "detect", "from_options", "make_task", "names"]
 

@@ -24,8 +24,18 @@ from fractions import Fraction
 from typing import Literal
 
 from deliberate.calculator import evaluate, format_number, parse_number
-from deliberate.errors import CalculatorError, QuestionError, UsageError
+from deliberate.errors import CalculatorError, UsageError
 from deliberate.tasks.base import VALUE_LABELS, Prompt, State, Step, vote_labels
+from deliberate.tasks.game24_moves import (
+    HEAD,
+    MOVE,
+    STEP,
+    SYMBOL,
+    canonical_move,
+    pair_openings,
+    parse_numbers,
+    strip_outer,
+)
 
 INSTRUCTION = "Combine two of the numbers with + - * / to make a new number. List possible next steps."
 
@@ -77,48 +87,8 @@ Judgement: impossible
 Numbers: 12 12
 Judgement: sure
 """
-
-_OPS = {"+", "-", "*", "/"}
 OPENING_STYLES = ("pair", "operation", "operand", "none")
 RESULT_STYLES = ("greedy", "sampled")
-_NUM = r"-?\d+(?:\.\d+)?(?:\s*/\s*\d+)?"
-# An operand's fraction has no spaces, so "12 / 1/2" reads as 12 divided by 1/2.
-_OPERAND = r"-?\d+(?:\.\d+)?(?:/\d+)?"
-_STEP = re.compile(
-    rf"^\s*(?:step\s*\d*[:.)]\s*)?(?P<a>{_OPERAND})\s*(?P<op>[-+*/×x÷−])\s*(?P<b>{_OPERAND})\s*=\s*(?P<c>{_NUM})",
-    re.IGNORECASE,
-)
-# A move alone, for the calculator to complete: "8 * 3", perhaps followed by the
-# model's own "= ..." (which is ignored), but no further operation.
-_MOVE = re.compile(
-    rf"^\s*(?:step\s*\d*[:.)]\s*)?(?P<a>{_OPERAND})\s*(?P<op>[-+*/×x÷−])\s*(?P<b>{_OPERAND})\s*(?:=.*)?$",
-    re.IGNORECASE | re.DOTALL,
-)
-# The move of a listed step, up to its "=": "8 * 3 = 24 (left: 24)" gives "8 * 3".
-_HEAD = re.compile(rf"^\s*(?P<head>{_OPERAND}\s*[-+*/×x÷−]\s*{_OPERAND})\s*=")
-_SYMBOL = {"×": "*", "x": "*", "X": "*", "÷": "/", "−": "-"}
-
-
-# Game of 24 phrasing: "make 24", "the 24 game", "game of 24", "get 24".
-PHRASING = re.compile(
-    r"\b(?:make|makes|making|get|gets|getting)\s+(?:exactly\s+)?24\b|\b24\s+game\b|\bgame\s+of\s+24\b", re.I
-)
-
-
-def parse_numbers(question: str) -> list[Fraction]:
-    """The four puzzle numbers in a question such as "Use 4 5 6 10 to make 24."."""
-    found = [Fraction(n) for n in re.findall(r"\d+(?:\.\d+)?", PHRASING.sub(" ", question))]
-    if len(found) == 5 and found[-1] == 24:  # "... to reach 24"
-        found = found[:4]
-    if len(found) != 4:
-        raise QuestionError(
-            f"game24 needs exactly four numbers, found {len(found)} in {question.strip()[:60]!r}"
-        )
-    return found
-
-
-def _sorted(numbers: Sequence[Fraction]) -> list[Fraction]:
-    return sorted(numbers)
 
 
 class Game24Task:
@@ -165,7 +135,7 @@ class Game24Task:
 
     # -- states ----------------------------------------------------------------
     def root(self, question: str) -> State:
-        numbers = _sorted(parse_numbers(question))
+        numbers = sorted(parse_numbers(question))
         texts = [format_number(n) for n in numbers]
         return {"steps": [], "left": texts, "exprs": texts}
 
@@ -178,7 +148,7 @@ class Game24Task:
     def answer(self, question: str, state: State) -> str | None:
         if not self.is_terminal(state) or Fraction(state["left"][0]) != 24:
             return None  # a chain that ends on another number has not answered
-        return f"{_strip_outer(state['exprs'][0])} = {state['left'][0]}"
+        return f"{strip_outer(state['exprs'][0])} = {state['left'][0]}"
 
     def verify(self, question: str, state: State) -> bool | None:
         if not self.is_terminal(state):
@@ -212,7 +182,7 @@ class Game24Task:
         """
         numbers = list(dict.fromkeys(state["left"]))
         if self.opening_style == "pair":
-            pairs = _pair_openings(state["left"])
+            pairs = pair_openings(state["left"])
             return [p.removesuffix(" =") for p in pairs] if self.tools else pairs
         if self.opening_style == "operand":
             return numbers
@@ -237,7 +207,7 @@ class Game24Task:
         for line in text.split("\n"):
             if line.strip().lower().startswith("input"):
                 break
-            if match := _HEAD.match(line):
+            if match := HEAD.match(line):
                 heads.append(match["head"])
         return list(dict.fromkeys(heads))
 
@@ -248,7 +218,7 @@ class Game24Task:
         after "=" is ignored): the calculator computes the result. Without it the text
         must give the result, "8 * 3 = 24", which the verifier checks if it is on.
         """
-        match = (_MOVE if self.tools else _STEP).match(text.strip())
+        match = (MOVE if self.tools else STEP).match(text.strip())
         if not match:
             return None
         try:
@@ -256,7 +226,7 @@ class Game24Task:
             claimed = None if self.tools else parse_number(match["c"])
         except CalculatorError:
             return None
-        op = _SYMBOL.get(match["op"], match["op"])
+        op = SYMBOL.get(match["op"], match["op"])
         left = [Fraction(n) for n in state["left"]]
         exprs = list(state["exprs"])
         picked = []
@@ -286,7 +256,7 @@ class Game24Task:
         new_left = [format_number(n) for n, _ in pairs]
         thought = f"{format_number(a)} {op} {format_number(b)} = {format_number(result)} (left: {' '.join(new_left)})"
         state = {"steps": [*state["steps"], thought], "left": new_left, "exprs": [e for _, e in pairs]}
-        return Step(thought, state, _move(a, op, b), (call,) if call else ())
+        return Step(thought, state, canonical_move(a, op, b), (call,) if call else ())
 
     def moves(self, state: State, *, verify: bool) -> list[str] | None:
         """Every legal "a op b" from ``state`` (as the pair openings list them).
@@ -298,7 +268,7 @@ class Game24Task:
         """
         if not (verify or self.tools or self.greedy_tail):
             return None
-        return [opening.removesuffix(" =") for opening in _pair_openings(state["left"])]
+        return [opening.removesuffix(" =") for opening in pair_openings(state["left"])]
 
     # -- judging ---------------------------------------------------------------
     def value_prompt(self, question: str, state: State) -> Prompt:
@@ -313,45 +283,3 @@ class Game24Task:
             f"Numbers: {' '.join(state['left'])}\nCandidate steps:\n{listed}",
             "The best candidate is",
         )
-
-
-def _pair_openings(left: Sequence[str]) -> list[str]:
-    """"a op b =" for each pair of numbers left, grouped by operation so that a few
-    samples already cover different kinds of step. Subtraction takes the larger first;
-    division goes both ways and never by zero."""
-    values = [Fraction(n) for n in left]
-    pairs: list[tuple[int, int]] = []
-    seen: set[tuple[Fraction, Fraction]] = set()
-    for i in range(len(left)):
-        for j in range(i + 1, len(left)):
-            if (values[i], values[j]) not in seen:  # equal numbers give the same steps
-                seen.add((values[i], values[j]))
-                pairs.append((i, j))
-    openings: dict[str, None] = {}
-    for op in ("*", "+", "-", "/"):
-        for i, j in pairs:
-            a, b = (i, j) if values[i] >= values[j] else (j, i)
-            orders = [(a, b), (b, a)] if op == "/" else [(a, b)]
-            for x, y in orders:
-                if op == "/" and values[y] == 0:
-                    continue
-                openings[f"{left[x]} {op} {left[y]} ="] = None
-    return list(openings)
-
-
-def _move(a: Fraction, op: str, b: Fraction) -> str:
-    """A step's move in the form ``moves`` lists: the larger operand first for + and *."""
-    if op in "+*" and b > a:
-        a, b = b, a
-    return f"{format_number(a)} {op} {format_number(b)}"
-
-
-def _strip_outer(expr: str) -> str:
-    if expr.startswith("(") and expr.endswith(")"):
-        depth = 0
-        for i, char in enumerate(expr):
-            depth += {"(": 1, ")": -1}.get(char, 0)
-            if depth == 0 and i < len(expr) - 1:
-                return expr  # the outer brackets do not enclose the whole
-        return expr[1:-1]
-    return expr
