@@ -134,6 +134,21 @@ def test_the_builtin_table_says_what_pyproject_declares():
     assert groups == {group: list(entries.items()) for group, entries in plugins.BUILTINS.items()}
 
 
+@needs_tomllib
+def test_pyproject_installs_every_package_in_the_tree():
+    """A wheel holds only the packages pyproject lists: a package folder missing from the
+    list (as ``deliberate.search`` was) installs a deliberate that cannot import itself,
+    though an editable install hides it."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {name: ROOT / path for name, path in setuptools["package-dir"].items()}
+    found = set()
+    for name, folder in folders.items():
+        for init in folder.rglob("__init__.py"):
+            parts = init.parent.relative_to(folder).parts
+            found.add(".".join((name, *parts)))
+    assert sorted(setuptools["packages"]) == sorted(found)
+
+
 def test_every_builtin_loads_and_passes_its_check():
     for registry in plugins.REGISTRIES:
         assert [row.problem for row in registry.report()] == [None] * len(registry.names()), registry.group
