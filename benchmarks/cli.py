@@ -11,36 +11,15 @@ imported here; the runner, and through it the model, load when a command runs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 from typer.core import TyperGroup
 
 from deliberate import plugins
-
-
-def parse_pairs(pairs: list[str], flag: str) -> dict[str, Any]:
-    """``["openings=none", "max_depth=4"]`` as a dict; numbers and true/false are read as such."""
-    from deliberate.errors import UsageError
-
-    parsed: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"{flag} takes key=value, got {pair!r}")
-        parsed[key.strip()] = _scalar(value.strip())
-    return parsed
-
-
-def _scalar(text: str) -> Any:
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+from deliberate.cli_options import (
+    ModelFile, ModelOrServer, Mode, StrategyOptions, TaskOptions, Threads, parse_pairs,
+)
 
 
 class DefaultCommandGroup(TyperGroup):
@@ -71,16 +50,16 @@ def bench_run(
     limit: Optional[int] = typer.Option(None, "--limit", help="Run this many items", show_default="all"),
     start: int = typer.Option(0, "--start", help="Skip this many items first."),
     seed: int = typer.Option(0, "--seed", help="Seed for sampling."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path or http(s)://host:port/v1", show_default="the embedded model"),
+    model: ModelOrServer = None,
     out: Path = typer.Option(Path("results.jsonl"), "--out", help="Append records here; finished ones are skipped on a rerun."),
     no_verifier: bool = typer.Option(False, "--no-verifier", help="Judge states by the model alone; no calculator checks."),
     concurrency: int = typer.Option(1, "--concurrency", help="Items at once (needs a model server)."),
     trace_dir: Optional[Path] = typer.Option(None, "--trace-dir", help="Write each search's trace into this folder."),
-    opt: list[str] = typer.Option([], "--opt", "-o", help="Strategy option key=value (repeatable)."),
+    opt: StrategyOptions = [],
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary table."),
     evaluator: Optional[str] = typer.Option(None, "--evaluator", help="auto, value, vote, or none (no model judge: every state 0.5).", show_default="auto"),
-    mode: Optional[str] = typer.Option(None, "--mode", help="propose or sample", show_default="the task's choice"),
-    task_opt: list[str] = typer.Option([], "--task-opt", help="Task option key=value (repeatable), e.g. openings=none."),
+    mode: Mode = None,
+    task_opt: TaskOptions = [],
     no_tools: bool = typer.Option(False, "--no-tools", help="Turn the task's tools off (the model computes; for ablations)."),
     seqs: Optional[int] = typer.Option(
         None, "--seqs", min=1, max=256, show_default="64",
@@ -187,8 +166,8 @@ def bench_speed(
     width: int = typer.Option(8, "--width", "-k", min=1, max=128, help="Children per node (K)."),
     levels: int = typer.Option(3, "--levels", min=1, max=8, help="Levels of the tree."),
     tokens: int = typer.Option(32, "--tokens", min=1, max=256, help="Tokens per child."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path", show_default="the embedded model"),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads", show_default="physical cores"),
+    model: ModelFile = None,
+    threads: Threads = None,
     repeat: int = typer.Option(3, "--repeat", min=1, max=20, help="Rounds; each figure is the median."),
 ) -> None:
     """Tok/s of raw llama.cpp batched decode, the engine, and a naive Llama loop, on one tree shape."""
@@ -212,8 +191,8 @@ def bench_injection(
     injections: Optional[int] = typer.Option(None, "--injections", min=1, help="Use the first N injections", show_default="all"),
     seed: int = typer.Option(0, "--seed", help="Seed for the benign texts and the bootstrap."),
     resamples: int = typer.Option(2000, "--resamples", min=100, help="Bootstrap resamples."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path or http(s)://host:port/v1", show_default="the embedded model"),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads", show_default="physical cores"),
+    model: ModelOrServer = None,
+    threads: Threads = None,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of the table."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the full results, every case included, as JSON here."),
 ) -> None:
@@ -271,8 +250,8 @@ def bench_view(
 @bench_app.command("serve")
 def bench_serve(
     think: str = typer.Option("30s", "--think", "-t", help="Thinking time of each search."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path", show_default="the embedded model"),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads", show_default="physical cores"),
+    model: ModelFile = None,
+    threads: Threads = None,
     repeat: int = typer.Option(1, "--repeat", min=1, max=20, help="Rounds of both modes; the targets are judged on the median round."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the result as JSON here."),
@@ -310,7 +289,7 @@ def bench_judge(
     seed: int = typer.Option(0, "--seed", help="Seed for the searches and the bootstrap."),
     resamples: int = typer.Option(1000, "--resamples", min=100, help="Bootstrap resamples per interval."),
     rollouts: int = typer.Option(4, "--rollouts", min=1, help="gsm8k: sampled continuations per state; good if one reaches the gold answer."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path or http(s)://host:port/v1", show_default="the embedded model"),
+    model: ModelOrServer = None,
     out: Path = typer.Option(Path("results/judge.json"), "--out", help="Write the summary, every state included, as JSON here."),
     save: bool = typer.Option(False, "--save", help="Also save the AUCs as this model's judge profile for the task."),
 ) -> None:

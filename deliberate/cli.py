@@ -18,6 +18,9 @@ import typer
 
 from deliberate.benchmarks.cli import bench_app
 from deliberate import plugins
+from deliberate.cli_options import (
+    GpuLayers, Mode, ModelOrServer, StrategyOptions, TaskOptions, Threads, parse_pairs,
+)
 from deliberate.errors import DeliberateError
 
 app = typer.Typer(
@@ -43,29 +46,28 @@ def solve(
     think: str = typer.Option("30s", "--think", "-t", help="Thinking time: 500ms, 8s, 2m, 1h, seconds, or none (needs --max-nodes)."),
     strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help=plugins.choices(plugins.STRATEGIES), show_default="bfs"),
     task: Optional[str] = typer.Option(None, "--task", help=plugins.choices(plugins.TASKS, first=["auto"]), show_default="auto"),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path or http(s)://host:port/v1", show_default="$DELIBERATE_MODEL, else the embedded model"),
+    model: ModelOrServer = None,
     trace: Optional[Path] = typer.Option(None, "--trace", help="Write the full search trace (JSON) here."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for sampling; the same seed and --max-nodes give the same tree."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of the bare answer."),
-    opt: list[str] = typer.Option([], "--opt", "-o", help="Strategy option key=value (repeatable)."),
+    opt: StrategyOptions = [],
     max_nodes: Optional[int] = typer.Option(None, "--max-nodes", help="Stop after this many graph nodes (deterministic budget)."),
     verifier: Optional[bool] = typer.Option(None, "--verifier/--no-verifier", help="Check arithmetic and answers with the calculator, or judge states by the model alone.", show_default="--verifier"),
     evaluator: Optional[str] = typer.Option(None, "--evaluator", help="auto (value where the judge profile says it helps), value (label log-probabilities), vote, or none (no model judge).", show_default="auto"),
-    task_opt: list[str] = typer.Option([], "--task-opt", help="Task option key=value (repeatable), e.g. openings=none."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="propose or sample", show_default="the task's choice"),
+    task_opt: TaskOptions = [],
+    mode: Mode = None,
     chat: Optional[bool] = typer.Option(None, "--chat/--no-chat", help="Render prompts with the model's chat template.", show_default="--no-chat"),
     tools: Optional[bool] = typer.Option(None, "--tools/--no-tools", help="Let the task's tools compute (Game of 24's calculator writes each result); --no-tools for ablations.", show_default="--tools"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a saved trace with more thinking time; its settings are kept unless given again."),
     exact: bool = typer.Option(False, "--exact", help="Reproducible numerics: no weight repacking, fixed prefill chunks (slower)."),
-    gpu_layers: Optional[int] = typer.Option(None, "--gpu-layers", help="Layers to offload to Metal/CUDA (needs a GPU build)."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads", show_default="physical cores"),
+    gpu_layers: GpuLayers = None,
+    threads: Threads = None,
     ctx: Optional[int] = typer.Option(None, "--ctx", help="KV cache size in tokens, shared by all branches", show_default="8192"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display and no summary on stderr."),
     view: bool = typer.Option(False, "--view", help="Follow the search live in a browser: prints a 127.0.0.1 URL to stderr."),
 ) -> None:
     """Think about QUESTION for --think and print the answer."""
     from deliberate.api import think as run_think
-    from deliberate.benchmarks.cli import parse_pairs
     from deliberate.clock import Deadline
     from deliberate.duration import parse_budget
     from deliberate.errors import DurationError, UsageError
@@ -179,7 +181,7 @@ def trace_view(
 
 @app.command()
 def serve(
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path or http(s)://host:port/v1", show_default="$DELIBERATE_MODEL, else the embedded model"),
+    model: ModelOrServer = None,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but loopback needs --api-key."),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port (0: any free one)."),
     strategy: str = typer.Option("bfs", "--strategy", "-s", help="The strategy of model 'deliberate'; 'deliberate/NAME' picks another."),
@@ -191,10 +193,10 @@ def serve(
     keep_traces: int = typer.Option(100, "--keep-traces", min=1, help="Finished traces kept for /v1/traces and the pages."),
     max_body: int = typer.Option(1_000_000, "--max-body", min=1024, help="Largest request body in bytes (413 past it)."),
     max_question: int = typer.Option(16_000, "--max-question", min=1, help="Longest question with its context, in characters (413 past it)."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads", show_default="physical cores"),
+    threads: Threads = None,
     ctx: Optional[int] = typer.Option(None, "--ctx", help="KV cache size in tokens, shared by every search", show_default="8192"),
     seqs: Optional[int] = typer.Option(None, "--seqs", min=1, max=256, help="llama.cpp sequence ids: the most branches in one decode step", show_default="64"),
-    gpu_layers: Optional[int] = typer.Option(None, "--gpu-layers", help="Layers to offload to Metal/CUDA (needs a GPU build)."),
+    gpu_layers: GpuLayers = None,
 ) -> None:
     """Serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions) that thinks before it answers."""
     import ipaddress
@@ -202,7 +204,6 @@ def serve(
 
     from deliberate import api, strategies
     from deliberate.backends import open_backend
-    from deliberate.benchmarks.cli import parse_pairs
     from deliberate.duration import parse_duration
     from deliberate.errors import DurationError, UsageError
 
