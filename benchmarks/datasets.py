@@ -78,11 +78,22 @@ def kinds() -> list[str]:
 
 
 def load(kind: str, path: str | Path, *, start: int = 0, limit: int | None = None) -> list[Item]:
-    """Items ``start`` to ``start + limit`` of a dataset; ``path`` is its folder or file."""
+    """Items ``start`` to ``start + limit`` of a dataset; ``path`` is its folder or file.
+
+    A selection with no items in it is an error, not an empty run: ``limit`` below 1,
+    a ``start`` past the last item, or a file that holds none.
+    """
     found = dataset(kind)
-    if start < 0 or (limit is not None and limit < 0):
-        raise UsageError(f"start and limit must not be negative, got start={start}, limit={limit}")
-    items = found.read(_resolve(kind, found, Path(path).expanduser()))
+    if start < 0:
+        raise UsageError(f"start must not be negative, got {start}")
+    if limit is not None and limit < 1:
+        raise UsageError(f"limit must be at least 1, got {limit}")
+    file = _resolve(kind, found, Path(path).expanduser())
+    items = found.read(file)
+    if not items:
+        raise DatasetError(f"{kind} dataset {file} holds no items")
+    if start >= len(items):
+        raise UsageError(f"start {start} skips every item: {file} holds {len(items)} {kind} items")
     return items[start : None if limit is None else start + limit]
 
 

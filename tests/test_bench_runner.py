@@ -268,6 +268,14 @@ def test_bad_arguments_fail_before_the_model_loads(data: Path, tmp_path: Path) -
         run("game24", data, strategies=["bfs"], thinks=[1], model=missing, out=out, options=["depth=2"])
     with pytest.raises(DatasetError, match="not found"):
         run("game24", tmp_path / "nowhere", strategies=["bfs"], thinks=[1], model=missing, out=out)
+    for selection, match in (
+        ({"limit": 0}, "limit must be at least 1, got 0"),
+        ({"limit": -2}, "limit must be at least 1, got -2"),
+        ({"start": -1}, "start must not be negative"),
+        ({"start": 3}, r"start 3 skips every item: .* holds 3 game24 items"),
+    ):
+        with pytest.raises(UsageError, match=match):
+            run("game24", data, strategies=["bfs"], thinks=[1], model=missing, out=out, **selection)
     for task_options, error, match in (
         ({"depth": 2}, UnknownNameError, "unknown option 'depth' for task game24"),
         ({"openings": "diagonal"}, UsageError, "openings must be one of"),
@@ -276,6 +284,16 @@ def test_bad_arguments_fail_before_the_model_loads(data: Path, tmp_path: Path) -
         with pytest.raises(error, match=match):
             run("game24", data, strategies=["bfs"], thinks=[1], model=missing, out=out,
                 settings={"task_options": task_options})
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("selection", [["--limit", "0"], ["--start", "1000"]])
+def test_a_selection_of_no_items_is_an_error_that_writes_nothing(data: Path, tmp_path: Path, selection: list[str]) -> None:
+    out = tmp_path / "r.jsonl"
+    run_ = run_cli("bench", "game24", "--data", str(data), "--out", str(out), *selection, timeout=30)
+    assert run_.code == 2, run_.stderr
+    [line] = run_.error_lines()
+    assert line.startswith("deliberate: error: ") and ("limit" in line or "skips every item" in line), line
     assert not out.exists()
 
 

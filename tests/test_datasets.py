@@ -91,6 +91,18 @@ def test_missing_file_and_unknown_kind(tmp_path: Path) -> None:
         load("generic", tmp_path, start=-1)
 
 
+def test_a_selection_must_hold_an_item(tmp_path: Path) -> None:
+    path = tmp_path / "test.jsonl"
+    path.write_text("".join(json.dumps({"question": f"q{i}", "answer": f"#### {i}"}) + "\n" for i in range(3)))
+    assert [item.gold for item in load("gsm8k", path, start=2, limit=5)] == ["2"]
+    for start, limit, match in ((0, 0, "limit must be at least 1, got 0"), (3, None, "start 3 skips every item: .* holds 3 gsm8k items")):
+        with pytest.raises(UsageError, match=match):
+            load("gsm8k", path, start=start, limit=limit)
+    path.write_text("")
+    with pytest.raises(DatasetError, match="holds no items"):
+        load("gsm8k", path)
+
+
 def test_math500_prontoqa_bbh_generic(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "m.jsonl", [
         {"problem": "Half?", "answer": "\\frac{1}{2}", "unique_id": "test/algebra/1.json"},
