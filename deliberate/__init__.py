@@ -13,15 +13,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["think", "Result", "ThinkOptions", "__version__"]
+__all__ = ["think", "load", "Result", "ThinkOptions", "__version__"]
 
 if TYPE_CHECKING:
-    from deliberate.api import Result, ThinkOptions, think
+    from deliberate.api import Result, ThinkOptions, load, think
 
 
 def __getattr__(name: str) -> Any:
     # Lazy, so "import deliberate" stays fast and never loads llama.cpp.
-    if name in ("think", "Result", "ThinkOptions"):
+    if name in ("think", "load", "Result", "ThinkOptions"):
         from deliberate import api
 
         return getattr(api, name)

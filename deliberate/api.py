@@ -97,6 +97,18 @@ def think_options(settings: ThinkOptions | Mapping[str, Any] | None, keywords: M
     return ThinkOptions(**{**base, **keywords})
 
 
+def load(model: str | os.PathLike[str] | None = None, **backend_options: Any) -> Backend:
+    """Load ``model`` once, for many ``think(..., model=...)`` calls.
+
+    ``model`` is what ``think`` takes (a GGUF path, a server URL, or None for
+    ``$DELIBERATE_MODEL`` or the embedded model); ``backend_options`` are the backend's
+    settings (``n_threads``, ``n_ctx``, ``n_gpu_layers``, ...). ``think`` leaves a
+    loaded model open, so each call skips the load; close it with ``close()``, or use
+    it as ``with deliberate.load() as model:``.
+    """
+    return open_backend(model, **backend_options)
+
+
 def think(
     question: str | None = None,
     *,

@@ -252,3 +252,18 @@ def test_an_unknown_setting_is_an_error_that_lists_the_known_ones(game24_backend
     assert "unknown option 'thinkk' for think()" in message
     for known in ("think", "strategy", "task", "max_nodes", "resume"):
         assert known in message
+
+
+def test_one_loaded_model_serves_many_searches_and_closes_with_its_block(game24_backend):
+    assert deliberate.load is deliberate.api.load
+    with deliberate.load(game24_backend()) as backend:  # a backend object is used as it is
+        results = [think_guarded(SOLVABLE, backend, task="game24", think=20, seed=seed) for seed in (1, 2)]
+        assert not backend.closed  # think leaves a model it did not open alone
+    assert backend.closed
+    for result in results:
+        assert game24_answer_ok(result.answer, SOLVABLE)
+        events = result.trace["events"]
+        # each result counts its own search, not the backend's running totals
+        assert result.stats.tokens == sum(e["tokens"] for e in events if e["type"] == "expand")
+    assert sum(r.stats.tokens for r in results) == backend.stats.completion_tokens
+    assert sum(r.stats.prompt_tokens for r in results) == backend.stats.prompt_tokens

@@ -8,6 +8,7 @@ release every sequence id, and give only answers that really make 24.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +71,16 @@ def test_the_first_search_on_a_fresh_backend_keeps_its_budget() -> None:
     finally:
         fresh.close()
     assert result.stats.thinking_seconds <= 3.0 + budget_slack(3.0), result.trace["events"][-3:]
+
+
+def test_the_readme_snippet_loads_the_model_once_for_many_questions(capsys) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    snippet = readme.split("loads it once and passes it in:\n\n```python\n", 1)[1].split("```", 1)[0]
+    assert "deliberate.load(" in snippet
+    scope: dict = {"deliberate": deliberate}
+    exec(compile(snippet, "README.md", "exec"), scope)  # the README's code, exactly as written
+    answers = capsys.readouterr().out.splitlines()
+    assert len(answers) == 2
+    for answer, numbers in zip(answers, [(4, 5, 6, 10), (1, 1, 4, 6)]):
+        assert answer == "None" or makes_24(answer, numbers), answer
+    assert scope["model"].ctx is None  # closed when the with-block ended

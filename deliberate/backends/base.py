@@ -143,6 +143,8 @@ class BaseBackend:
       (``continue_after_tools``).
     - ``format_chat``: refused (no chat template); ``describe``: the class name;
       ``close``: nothing to free.
+
+    ``with backend:`` closes it at the end of the block.
     """
 
     LABEL_SAMPLES = 8
@@ -188,6 +190,12 @@ class BaseBackend:
 
     def close(self) -> None:
         pass
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 LABEL_MAX_TOKENS = 3  # a label such as " impossible" may take a few tokens to appear
