@@ -4,6 +4,12 @@ The AUC is the chance that a random good state scores above a random bad one, ti
 counting half (the Mann-Whitney form). The interval resamples within each class from
 a seeded generator, so a rerun gives the same interval. A row with fewer than
 ``MIN_CLASS`` states of either class has no AUC ("AUC n/a").
+
+That pooled AUC also compares states of different questions, which a search never
+does: it ranks the states of one question. A judge that values every state of an easy
+question higher than every state of a hard one scores well pooled and guides no search.
+``summarize_within`` counts only pairs of states of the same question, and its interval
+resamples questions, not states, because one question's states rise and fall together.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 MIN_CLASS = 10  # fewer states than this of either class: no AUC
+MIN_QUESTIONS = 5  # fewer questions with states of both classes: no within-question AUC
 
 Row = dict[str, Any]  # {"good", "bad", "auc", "low", "high"}
 
@@ -57,6 +64,32 @@ def summarize(good: Sequence[float], bad: Sequence[float], *, seed: Any = 0, res
         return row
     low, high = bootstrap(good, bad, random.Random(seed), resamples)
     row.update(auc=auc(good, bad), low=low, high=high)
+    return row
+
+
+def summarize_within(
+    questions: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, seed: Any = 0, resamples: int = 1000
+) -> Row:
+    """The AUC over pairs of states of one question, from ``{question: (good, bad)}``.
+
+    Only questions with states of both classes have such pairs; ``good`` and ``bad``
+    count their states and ``questions`` the questions. AUC n/a below ``MIN_CLASS``
+    states of either class or ``MIN_QUESTIONS`` questions.
+    """
+    both = [(good, bad) for good, bad in questions.values() if good and bad]
+    row: Row = {"good": sum(len(g) for g, _ in both), "bad": sum(len(b) for _, b in both),
+                "questions": len(both), "auc": None, "low": None, "high": None}  # fmt: skip
+    if len(both) < MIN_QUESTIONS or min(row["good"], row["bad"]) < MIN_CLASS:
+        return row
+    # Each question's pairs won (ties half) and pairs; the AUC is their ratio of sums.
+    tallies = [(auc(g, b) * len(g) * len(b), len(g) * len(b)) for g, b in both]  # type: ignore[operator]
+
+    def ratio(sample: Sequence[tuple[float, int]]) -> float:
+        return sum(won for won, _ in sample) / sum(pairs for _, pairs in sample)
+
+    rng = random.Random(seed)
+    aucs = sorted(ratio(rng.choices(tallies, k=len(tallies))) for _ in range(resamples))
+    row.update(auc=ratio(tallies), low=aucs[int(0.025 * resamples)], high=aucs[min(resamples - 1, int(0.975 * resamples))])
     return row
 
 

@@ -32,7 +32,9 @@ The report is the ROC AUC of each evaluator (``deliberate.benchmarks.auc``), ove
 random good state scores above a random bad one, ties counting half (Mann-Whitney).
 Each AUC has a 95 % percentile-bootstrap interval, resampling within each class, from a
 seeded generator, so a rerun gives the same interval. A row with fewer than
-``MIN_CLASS`` states of either class has no AUC ("AUC n/a").
+``MIN_CLASS`` states of either class has no AUC ("AUC n/a"). Beside each, the
+same-question AUC counts only pairs of states of one question, the comparison a search
+makes, with an interval that resamples questions; that one decides ``--save``'s profile.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from deliberate.benchmarks.judge_report import rounded, rows
 from deliberate.benchmarks.judge_scores import BATCH, score_values, score_votes
 from deliberate.benchmarks.judge_states import collect
 from deliberate.clock import Deadline, MonotonicClock
-from deliberate.errors import DatasetError, UsageError
+from deliberate.errors import UsageError
 from deliberate.tasks import make_task
 
 EVALUATORS = ("value", "vote")
@@ -123,9 +125,7 @@ def measure(
         raise UsageError(f"--rollouts must be at least 1, got {rollouts}")
     strategies.make(strategy)  # an unknown strategy fails before the model loads
     budget = parse_duration(think)
-    items = load(kind, data, start=start, limit=limit)
-    if not items:
-        raise DatasetError(f"no {kind} items in {data} from --start {start} with --limit {limit}")
+    items = load(kind, data, start=start, limit=limit)  # an empty selection is refused there
     if need_sha256 and is_server_url(model):
         raise UsageError(_no_file(str(model)))
     task = make_task(TASKS[kind])

@@ -8,13 +8,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from deliberate.benchmarks.auc import MIN_CLASS, Row, format_auc, summarize
+from deliberate.benchmarks.auc import MIN_CLASS, MIN_QUESTIONS, Row, format_auc, summarize, summarize_within
 from deliberate.benchmarks.judge_states import Reached
 from deliberate.errors import UsageError
 
 
 def rows(reached: Sequence[Reached], evaluator: str, *, seed: int, resamples: int) -> dict[str, Any]:
-    """The AUC rows of one evaluator: overall and per depth (keys are depths as text)."""
+    """The AUC rows of one evaluator, overall and per depth (keys are depths as text):
+    pooled over every state, and ``within``: over pairs of states of one question."""
     scored = [r for r in reached if getattr(r, evaluator) is not None]
 
     def row(subset: Sequence[Reached], name: str) -> Row:
@@ -22,11 +23,22 @@ def rows(reached: Sequence[Reached], evaluator: str, *, seed: int, resamples: in
         bad = [getattr(r, evaluator) for r in subset if not r.good]
         return summarize(good, bad, seed=f"{seed}:{evaluator}:{name}", resamples=resamples)
 
+    def within(subset: Sequence[Reached], name: str) -> Row:
+        questions: dict[str, tuple[list[float], list[float]]] = {}
+        for r in subset:
+            questions.setdefault(r.item, ([], []))[0 if r.good else 1].append(getattr(r, evaluator))
+        return summarize_within(questions, seed=f"{seed}:{evaluator}:{name}:within", resamples=resamples)
+
     depths = sorted({r.depth for r in reached})
+    at = {str(d): [r for r in scored if r.depth == d] for d in depths}
     return {
         "scored": len(scored),
         "overall": row(scored, "overall"),
-        "depths": {str(d): row([r for r in scored if r.depth == d], f"depth {d}") for d in depths},
+        "depths": {d: row(subset, f"depth {d}") for d, subset in at.items()},
+        "within": {
+            "overall": within(scored, "overall"),
+            "depths": {d: within(subset, f"depth {d}") for d, subset in at.items()},
+        },
     }
 
 
@@ -42,6 +54,7 @@ def profile_entries(result: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             "measured": result["measured"],
             "overall": measured["overall"],
             "depths": measured["depths"],
+            "within": measured["within"],
             "states": measured["scored"],
             "model": result["model"],
             "strategy": result["strategy"],
@@ -79,16 +92,20 @@ def render(result: Mapping[str, Any]) -> Any:
         title=f"judge separation: {result['task']}, {result['states']} states from {result['items']} searches "
         f"({result['strategy']}, {result['think']:g}s, model {result['model']})",
         caption=f"AUC: the chance that a random {good} state is valued above a random {bad} one (ties count "
-        f"half; 0.5 is chance), with a 95% bootstrap interval; n/a below {MIN_CLASS} states of either class",
+        f"half; 0.5 is chance), with a 95% bootstrap interval; n/a below {MIN_CLASS} states of either class. "
+        f"Same question: only pairs of states of one question, the comparison a search makes (the interval "
+        f"resamples questions; n/a below {MIN_QUESTIONS} questions with states of both classes)",
     )
-    for column in ("evaluator", "depth", good, bad, "separation"):
-        table.add_column(column, justify="left" if column in ("evaluator", "separation") else "right", no_wrap=True)
+    for column in ("evaluator", "depth", good, bad, "separation", "same question"):
+        table.add_column(column, justify="right" if column in (good, bad, "depth") else "left", no_wrap=True)
     for name, measured in result["evaluators"].items():
-        table.add_row(name, "all", *_cells(measured["overall"]))
+        within = measured.get("within") or {"overall": None, "depths": {}}
+        table.add_row(name, "all", *_cells(measured["overall"], within["overall"]))
         for depth, row in measured["depths"].items():
-            table.add_row("", depth, *_cells(row))
+            table.add_row("", depth, *_cells(row, within["depths"].get(depth)))
     return table
 
 
-def _cells(row: Mapping[str, Any]) -> list[str]:
-    return [str(row["good"]), str(row["bad"]), format_auc(row)]
+def _cells(row: Mapping[str, Any], within: Mapping[str, Any] | None) -> list[str]:
+    same = "–" if within is None else f"{format_auc(within)} ({within['questions']} q)"
+    return [str(row["good"]), str(row["bad"]), format_auc(row), same]

@@ -7,11 +7,14 @@ One JSON file holds every profile, keyed by the model file's sha256 and the task
      "profiles": {"<sha256>": {"game24": {"value": ENTRY, "vote": ENTRY}}}}
 
     ENTRY = {"evaluator": "value", "measured": "2025-01-01T12:00:00+00:00",
-             "overall": ROW, "depths": {"1": ROW, "2": ROW}, ...}
+             "overall": ROW, "depths": {"1": ROW, "2": ROW},
+             "within": {"overall": ROW, "depths": {"1": ROW, "2": ROW}}, ...}
     ROW   = {"good": 120, "bad": 80, "auc": 0.53, "low": 0.44, "high": 0.61}
 
 ``good`` and ``bad`` count the states of each class; ``auc`` (with its 95 % interval
-``low`` to ``high``) is None where a class had too few states. The file is
+``low`` to ``high``) is None where a class had too few states. ``within`` holds the
+AUC over pairs of states of one question (its rows also count ``questions``), which
+is what decides; a profile saved before it existed is decided by the pooled rows. The file is
 ``$DELIBERATE_PROFILES`` if set, else ``judge-profiles.json`` in deliberate's cache
 folder (``~/.cache/deliberate`` unless ``$DELIBERATE_CACHE`` or ``$XDG_CACHE_HOME`` say
 otherwise). It is rewritten atomically under a lock, so saving one profile never loses
@@ -120,25 +123,27 @@ def judge_worth_asking(profile: Mapping[str, Any] | None, depth: int, evaluator:
 
     None when there is nothing to go by (no profile, no measurement of this evaluator,
     or too few states for any AUC): the caller judges as it always has. Otherwise the
-    depth's own AUC decides where that depth had at least ``MIN_DEPTH_STATES`` states of
-    each class, else the overall AUC. The judge is worth asking only where the 95 %
-    interval lies wholly above 0.5: one that includes chance is not, and neither is
-    one worse than chance.
+    same-question AUC decides (a search only ever compares states of one question), or
+    the pooled one in a profile saved before that was measured: the depth's own where
+    that depth had at least ``MIN_DEPTH_STATES`` states of each class, else the overall
+    one. The judge is worth asking only where the 95 % interval lies wholly above 0.5:
+    one that includes chance is not, and neither is one worse than chance.
     """
     if profile is None:
         return None, "no judge profile for this model and task"
     entry = (profile.get("evaluators") or {}).get(evaluator)
     if entry is None:
         return None, f"the judge profile has no {evaluator} measurement"
-    row = (entry.get("depths") or {}).get(str(depth))
+    rows, kind = (entry["within"], "same-question AUC") if entry.get("within") else (entry, "AUC")
+    row = (rows.get("depths") or {}).get(str(depth))
     if row is not None and row.get("auc") is not None and min(row["good"], row["bad"]) >= MIN_DEPTH_STATES:
         where = f"depth {depth}"
     else:
-        row = entry["overall"]
+        row = rows["overall"]
         where = f"overall (depth {depth} had fewer than {MIN_DEPTH_STATES} states of a class)"
     if row.get("auc") is None:
-        return None, f"{where}: AUC n/a ({row['good']} good, {row['bad']} bad states)"
-    measured = f"{where}: AUC {row['auc']:.2f} [{row['low']:.2f}, {row['high']:.2f}]"
+        return None, f"{where}: {kind} n/a ({row['good']} good, {row['bad']} bad states)"
+    measured = f"{where}: {kind} {row['auc']:.2f} [{row['low']:.2f}, {row['high']:.2f}]"
     if row["low"] > 0.5:
         return True, f"{measured} lies above 0.5"
     if row["high"] < 0.5:
@@ -182,17 +187,29 @@ def _entry_problem(evaluator: str, entry: Any) -> str | None:
     for name, row in [("overall", entry.get("overall")), *((f"depth {d}", r) for d, r in depths.items())]:
         if not _row_ok(row):
             return f"the {evaluator} entry's {name} row is malformed"
+    within = entry.get("within")
+    if within is None:
+        return None  # saved before the same-question AUC was measured
+    if not isinstance(within, dict) or not isinstance(within.get("depths"), dict):
+        return f"the {evaluator} entry's 'within' is malformed"
+    for name, row in [("overall", within.get("overall")), *((f"depth {d}", r) for d, r in within["depths"].items())]:
+        if not _row_ok(row) or not _count_ok(row.get("questions")):
+            return f"the {evaluator} entry's same-question {name} row is malformed"
     return None
 
 
 def _row_ok(row: Any) -> bool:
     if not isinstance(row, dict) or any(key not in row for key in _ROW_KEYS):
         return False
-    counts = all(isinstance(row[k], int) and not isinstance(row[k], bool) and row[k] >= 0 for k in ("good", "bad"))
+    counts = all(_count_ok(row[k]) for k in ("good", "bad"))
     numbers = [row[k] for k in ("auc", "low", "high")]
     if all(n is None for n in numbers):
         return counts
     return counts and all(isinstance(n, (int, float)) and not isinstance(n, bool) and 0 <= n <= 1 for n in numbers)
+
+
+def _count_ok(count: Any) -> bool:
+    return isinstance(count, int) and not isinstance(count, bool) and count >= 0
 
 
 @contextlib.contextmanager

@@ -86,6 +86,41 @@ def test_auc_is_na_below_ten_states_of_a_class() -> None:
     assert enough["auc"] == 1.0 and auc.format_auc(enough) == "AUC 1.00 [1.00, 1.00]"
 
 
+def test_the_same_question_auc_counts_only_pairs_of_one_question() -> None:
+    questions = {
+        "a": ([0.9, 0.8], [0.1] * 5),  # 10 pairs, all in order
+        "b": ([0.2], [0.1, 0.3]),  # 2 pairs, one in order
+        "c": ([0.5] * 3, [0.5] * 3),  # 9 ties: 4.5
+        "d": ([0.7] * 2, [0.6] * 3),  # 6 in order
+        "e": ([0.4] * 2, [0.1] * 3),  # 6 in order
+        "f": ([], [0.0] * 9),  # no good state: no pair, not counted
+    }
+    row = auc.summarize_within(questions, seed=1, resamples=500)
+    assert row["auc"] == pytest.approx(27.5 / 33)
+    assert (row["good"], row["bad"], row["questions"]) == (10, 16, 5)
+    assert row["low"] <= row["auc"] <= row["high"] and row == auc.summarize_within(questions, seed=1, resamples=500)
+    # Below five questions with both classes, or ten states of a class: n/a.
+    assert auc.summarize_within({k: questions[k] for k in "abcd"})["auc"] is None
+    assert auc.summarize_within({q: ([0.9], [0.1] * 4) for q in "abcdefgh"})["auc"] is None  # 8 good states
+
+
+def test_a_judge_that_only_tells_easy_questions_from_hard_ones_is_at_chance() -> None:
+    # Every state of an easy question is valued 0.8, of a hard one 0.2, whatever it is;
+    # easy questions have more good states. Pooled, that looks like separation.
+    rng = random.Random(5)
+    questions = {}
+    for q in range(12):
+        easy = q % 2 == 0
+        value = 0.8 if easy else 0.2
+        questions[q] = ([value] * (6 if easy else 1), [value] * (2 if easy else 8))
+    good = [v for g, _ in questions.values() for v in g]
+    bad = [v for _, b in questions.values() for v in b]
+    pooled = auc.summarize(good, bad, seed=rng.random(), resamples=300)
+    within = auc.summarize_within(questions, seed=0, resamples=300)
+    assert pooled["auc"] > 0.7 and pooled["low"] > 0.5
+    assert within["auc"] == within["low"] == within["high"] == 0.5
+
+
 # -- the ground truth ------------------------------------------------------------------------------
 
 
@@ -255,7 +290,7 @@ def test_save_writes_a_profile_the_search_can_read(data: Path, tmp_path: Path, m
         return made[-1]
 
     monkeypatch.setattr("deliberate.backends.open_backend", with_file)
-    args = ["bench", "judge", "game24", "--data", str(data), "--states", "60", "--resamples", "200",
+    args = ["bench", "judge", "game24", "--data", str(data), "--states", "90", "--resamples", "200",
             "--evaluator", "value", "--out", str(tmp_path / "j.json"), "--save"]
     with wall_clock_limit(30):
         run = CliRunner().invoke(app, args)
@@ -268,8 +303,9 @@ def test_save_writes_a_profile_the_search_can_read(data: Path, tmp_path: Path, m
     assert result["model"] == "tiny.gguf" and result["model_sha256"] == sha
     assert entry["overall"] == result["evaluators"]["value"]["overall"] and entry["measured"] == result["measured"]
     assert entry["depths"] == result["evaluators"]["value"]["depths"]
+    assert entry["within"] == result["evaluators"]["value"]["within"] and entry["within"]["overall"]["questions"] == 5
     worth, why = judge_worth_asking(profile, 1)
-    assert worth is True and "1.00 [1.00, 1.00] lies above 0.5" in why
+    assert worth is True and "same-question AUC 1.00 [1.00, 1.00] lies above 0.5" in why
     assert "saved the judge profile" in run.stderr
 
 

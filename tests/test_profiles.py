@@ -160,6 +160,36 @@ def test_chance_overall_with_too_few_states_gives_no_verdict() -> None:
     )
 
 
+def within_row(good: int, bad: int, questions: int, auc: float | None, low=None, high=None) -> dict:
+    return {**row(good, bad, auc, low, high), "questions": questions}
+
+
+def test_the_same_question_auc_decides_where_the_profile_has_it() -> None:
+    # Pooled, the judge looks good; over pairs of one question it is at chance.
+    measured = {**GOOD, "within": {"overall": within_row(100, 70, 18, 0.52, 0.41, 0.63),
+                                   "depths": {"1": within_row(50, 35, 15, 0.7, 0.6, 0.8)}}}
+    profile = profile_of(value=measured)
+    assert judge_worth_asking(profile, 1) == (True, "depth 1: same-question AUC 0.70 [0.60, 0.80] lies above 0.5")
+    assert judge_worth_asking(profile, 2) == (
+        False, "overall (depth 2 had fewer than 30 states of a class): same-question AUC 0.52 [0.41, 0.63] includes 0.5"
+    )
+    scarce = {**GOOD, "within": {"overall": within_row(8, 20, 3, None), "depths": {}}}
+    worth, why = judge_worth_asking(profile_of(value=scarce), 1)
+    assert worth is None and "same-question AUC n/a" in why
+
+
+def test_a_malformed_same_question_row_is_not_saved(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    for within, says in (
+        ({"overall": row(10, 10, 0.5, 0.4, 0.6), "depths": {}}, "same-question overall row is malformed"),  # no questions
+        ({"overall": within_row(10, 10, 5, 0.5, 0.4, 0.6)}, "'within' is malformed"),
+        ({"overall": within_row(10, 10, -1, 0.5, 0.4, 0.6), "depths": {}}, "same-question overall row is malformed"),
+    ):
+        with pytest.raises(UsageError, match=says):
+            save_profile(SHA_A, "game24", {"value": {**GOOD, "within": within}}, path)
+    assert not path.exists()
+
+
 def test_the_profile_a_bench_run_saves_is_read_back_for_the_search(tmp_path: Path) -> None:
     path = tmp_path / "p.json"
     save_profile(SHA_A, "game24", {"value": entry(row(60, 60, 0.55, 0.46, 0.64), {"2": row(35, 31, 0.9, 0.82, 0.96)})}, path)
