@@ -42,7 +42,7 @@ def _err(message: str) -> None:
 
 @app.command()
 def solve(
-    question: Optional[str] = typer.Argument(None, help="The question; omit it with --resume."),
+    question: Optional[str] = typer.Argument(None, help="The question; - reads it from stdin; omit it with --resume."),
     think: str = typer.Option("30s", "--think", "-t", help="Thinking time: 500ms, 8s, 2m, 1h, seconds, or none (needs --max-nodes)."),
     strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help=plugins.choices(plugins.STRATEGIES), show_default="bfs"),
     task: Optional[str] = typer.Option(None, "--task", help=plugins.choices(plugins.TASKS, first=["auto"]), show_default="auto"),
@@ -73,6 +73,8 @@ def solve(
     from deliberate.errors import DurationError, UsageError
     from deliberate.progress import Progress
 
+    if question == "-":
+        question = sys.stdin.read().strip()  # a blank one is refused below, as any blank question is
     budget = parse_budget(think)
     if budget is None and max_nodes is None:
         raise DurationError("--think none needs a node budget: add --max-nodes N")

@@ -68,8 +68,11 @@ def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "deliberate", *args]
 
 
-def run_cli(*args: str, timeout: float = 120, cwd: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Run:
-    """Run ``deliberate ARGS`` in a fresh interpreter and wait for it."""
+def run_cli(
+    *args: str, timeout: float = 120, cwd: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None,
+    stdin: str | None = None,
+) -> Run:
+    """Run ``deliberate ARGS`` in a fresh interpreter and wait for it; ``stdin`` is piped in."""
     started = time.perf_counter()
     done = subprocess.run(
         cli_command(*args),
@@ -78,7 +81,7 @@ def run_cli(*args: str, timeout: float = 120, cwd: str | os.PathLike[str] | None
         timeout=timeout,
         cwd=cwd,
         env=cli_env(env),
-        stdin=subprocess.DEVNULL,
+        **({"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}),
     )
     return Run(done.returncode, done.stdout, done.stderr, time.perf_counter() - started)
 

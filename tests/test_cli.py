@@ -50,6 +50,7 @@ def assert_clean_failure(run, code: int, needle: str) -> None:
 FAST_FAILURES = {
     "empty question": (["", "--think", "1s"], 2, "empty"),
     "blank question": (["   \t ", "--think", "1s"], 2, "empty"),
+    "- with nothing on stdin": (["-", "--think", "1s"], 2, "empty"),
     "think abc": (["what?", "--think", "abc"], 2, "duration"),
     "think 0": (["what?", "--think", "0"], 2, "duration"),
     "think -1": (["what?", "--think", "-1"], 2, "duration"),
@@ -181,6 +182,14 @@ def test_solve_keeps_to_its_budget(solved) -> None:
     # Start-up, trace writing and shutdown take seconds at most on top of load + think.
     overhead = run.seconds - timings["load_seconds"] - timings["thinking_seconds"]
     assert overhead < 4.0, overhead
+
+
+@pytest.mark.model
+def test_a_question_can_come_from_stdin() -> None:
+    run = run_cli("solve", "-", "--think", "1s", "--threads", "1", "--json", timeout=60, stdin=f"{PUZZLE}\n")
+    assert run.code in (0, 3), run.stderr
+    payload = json.loads(run.stdout)
+    assert payload["question"] == PUZZLE and payload["task"] == "game24"
 
 
 @pytest.mark.model
