@@ -14,7 +14,8 @@ One JSON file holds every profile, keyed by the model file's sha256 and the task
 ``good`` and ``bad`` count the states of each class; ``auc`` (with its 95 % interval
 ``low`` to ``high``) is None where a class had too few states. ``within`` holds the
 AUC over pairs of states of one question (its rows also count ``questions``), which
-is what decides; a profile saved before it existed is decided by the pooled rows. The file is
+is what decides where it is measured; elsewhere (and in a profile saved before it
+existed) the pooled rows decide. The file is
 ``$DELIBERATE_PROFILES`` if set, else ``judge-profiles.json`` in deliberate's cache
 folder (``~/.cache/deliberate`` unless ``$DELIBERATE_CACHE`` or ``$XDG_CACHE_HOME`` say
 otherwise). It is rewritten atomically under a lock, so saving one profile never loses
@@ -123,32 +124,40 @@ def judge_worth_asking(profile: Mapping[str, Any] | None, depth: int, evaluator:
 
     None when there is nothing to go by (no profile, no measurement of this evaluator,
     or too few states for any AUC): the caller judges as it always has. Otherwise the
-    same-question AUC decides (a search only ever compares states of one question), or
-    the pooled one in a profile saved before that was measured: the depth's own where
-    that depth had at least ``MIN_DEPTH_STATES`` states of each class, else the overall
-    one. The judge is worth asking only where the 95 % interval lies wholly above 0.5:
-    one that includes chance is not, and neither is one worse than chance.
+    same-question AUC decides (a search only ever compares states of one question);
+    the pooled one decides where that is n/a (too few questions, or a profile saved
+    before it was measured), since it can only be as strict. Of either, the depth's
+    own row decides where that depth had at least ``MIN_DEPTH_STATES`` states of each
+    class, else the overall one. The judge is worth asking only where the 95 % interval
+    lies wholly above 0.5: one that includes chance is not, and neither is one worse
+    than chance.
     """
     if profile is None:
         return None, "no judge profile for this model and task"
     entry = (profile.get("evaluators") or {}).get(evaluator)
     if entry is None:
         return None, f"the judge profile has no {evaluator} measurement"
-    rows, kind = (entry["within"], "same-question AUC") if entry.get("within") else (entry, "AUC")
-    row = (rows.get("depths") or {}).get(str(depth))
-    if row is not None and row.get("auc") is not None and min(row["good"], row["bad"]) >= MIN_DEPTH_STATES:
-        where = f"depth {depth}"
-    else:
-        row = rows["overall"]
-        where = f"overall (depth {depth} had fewer than {MIN_DEPTH_STATES} states of a class)"
-    if row.get("auc") is None:
-        return None, f"{where}: {kind} n/a ({row['good']} good, {row['bad']} bad states)"
+    row, where = _deciding_row(entry["within"], depth) if entry.get("within") else ({"auc": None}, "")
+    kind = "same-question AUC"
+    if row["auc"] is None:
+        row, where = _deciding_row(entry, depth)
+        kind = "AUC" if not entry.get("within") else "AUC, pooled (too few questions for the same-question AUC)"
+    if row["auc"] is None:
+        return None, f"{where}: AUC n/a ({row['good']} good, {row['bad']} bad states)"
     measured = f"{where}: {kind} {row['auc']:.2f} [{row['low']:.2f}, {row['high']:.2f}]"
     if row["low"] > 0.5:
         return True, f"{measured} lies above 0.5"
     if row["high"] < 0.5:
         return False, f"{measured} lies below 0.5: worse than chance"
     return False, f"{measured} includes 0.5"
+
+
+def _deciding_row(rows: Mapping[str, Any], depth: int) -> tuple[Mapping[str, Any], str]:
+    """The depth's own row where it had ``MIN_DEPTH_STATES`` of each class, else the overall one."""
+    row = (rows.get("depths") or {}).get(str(depth))
+    if row is not None and row.get("auc") is not None and min(row["good"], row["bad"]) >= MIN_DEPTH_STATES:
+        return row, f"depth {depth}"
+    return rows["overall"], f"overall (depth {depth} had fewer than {MIN_DEPTH_STATES} states of a class)"
 
 
 # -- checks ------------------------------------------------------------------------------------

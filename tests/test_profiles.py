@@ -173,9 +173,18 @@ def test_the_same_question_auc_decides_where_the_profile_has_it() -> None:
     assert judge_worth_asking(profile, 2) == (
         False, "overall (depth 2 had fewer than 30 states of a class): same-question AUC 0.52 [0.41, 0.63] includes 0.5"
     )
-    scarce = {**GOOD, "within": {"overall": within_row(8, 20, 3, None), "depths": {}}}
-    worth, why = judge_worth_asking(profile_of(value=scarce), 1)
-    assert worth is None and "same-question AUC n/a" in why
+    # Too few questions for the same-question AUC: the pooled rows decide, no more loosely.
+    scarce = {"within": {"overall": within_row(8, 20, 3, None), "depths": {}}}
+    worth, why = judge_worth_asking(profile_of(value={**GOOD, **scarce}), 1)
+    assert worth is True and why == (
+        "depth 1: AUC, pooled (too few questions for the same-question AUC) 0.83 [0.75, 0.90] lies above 0.5"
+    )
+    flat = entry(row(100, 100, 0.56, 0.47, 0.65))
+    worth, why = judge_worth_asking(profile_of(value={**flat, **scarce}), 1)
+    assert worth is False and why.endswith("0.56 [0.47, 0.65] includes 0.5")
+    none_at_all = entry(row(8, 100, None))
+    worth, why = judge_worth_asking(profile_of(value={**none_at_all, **scarce}), 1)
+    assert worth is None and "AUC n/a (8 good, 100 bad states)" in why
 
 
 def test_a_malformed_same_question_row_is_not_saved(tmp_path: Path) -> None:
