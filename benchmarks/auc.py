@@ -8,8 +8,9 @@ a seeded generator, so a rerun gives the same interval. A row with fewer than
 That pooled AUC also compares states of different questions, which a search never
 does: it ranks the states of one question. A judge that values every state of an easy
 question higher than every state of a hard one scores well pooled and guides no search.
-``summarize_within`` counts only pairs of states of the same question, and its interval
-resamples questions, not states, because one question's states rise and fall together.
+``summarize_within`` counts only pairs of states of the same question at the same depth
+(the states a search weighs against each other), and its interval resamples questions,
+not states, because one question's states rise and fall together.
 """
 
 from __future__ import annotations
@@ -68,21 +69,27 @@ def summarize(good: Sequence[float], bad: Sequence[float], *, seed: Any = 0, res
 
 
 def summarize_within(
-    questions: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, seed: Any = 0, resamples: int = 1000
+    questions: Mapping[str, Sequence[tuple[Sequence[float], Sequence[float]]]], *, seed: Any = 0, resamples: int = 1000
 ) -> Row:
-    """The AUC over pairs of states of one question, from ``{question: (good, bad)}``.
+    """The AUC over pairs of states of one question and one stratum (a depth), from
+    ``{question: [(good, bad), ...]}``; the interval resamples questions.
 
-    Only questions with states of both classes have such pairs; ``good`` and ``bad``
-    count their states and ``questions`` the questions. AUC n/a below ``MIN_CLASS``
-    states of either class or ``MIN_QUESTIONS`` questions.
+    Only strata with states of both classes have such pairs; ``good`` and ``bad`` count
+    their states and ``questions`` the questions that have one. AUC n/a below
+    ``MIN_CLASS`` states of either class or ``MIN_QUESTIONS`` questions.
     """
-    both = [(good, bad) for good, bad in questions.values() if good and bad]
-    row: Row = {"good": sum(len(g) for g, _ in both), "bad": sum(len(b) for _, b in both),
-                "questions": len(both), "auc": None, "low": None, "high": None}  # fmt: skip
-    if len(both) < MIN_QUESTIONS or min(row["good"], row["bad"]) < MIN_CLASS:
+    tallies = []  # per question: pairs in order (ties half) and pairs, over its strata
+    good = bad = 0
+    for strata in questions.values():
+        both = [(g, b) for g, b in strata if g and b]
+        if both:
+            won = sum(auc(g, b) * len(g) * len(b) for g, b in both)  # type: ignore[operator]
+            tallies.append((won, sum(len(g) * len(b) for g, b in both)))
+            good += sum(len(g) for g, _ in both)
+            bad += sum(len(b) for _, b in both)
+    row: Row = {"good": good, "bad": bad, "questions": len(tallies), "auc": None, "low": None, "high": None}
+    if len(tallies) < MIN_QUESTIONS or min(good, bad) < MIN_CLASS:
         return row
-    # Each question's pairs won (ties half) and pairs; the AUC is their ratio of sums.
-    tallies = [(auc(g, b) * len(g) * len(b), len(g) * len(b)) for g, b in both]  # type: ignore[operator]
 
     def ratio(sample: Sequence[tuple[float, int]]) -> float:
         return sum(won for won, _ in sample) / sum(pairs for _, pairs in sample)

@@ -15,7 +15,8 @@ from deliberate.errors import UsageError
 
 def rows(reached: Sequence[Reached], evaluator: str, *, seed: int, resamples: int) -> dict[str, Any]:
     """The AUC rows of one evaluator, overall and per depth (keys are depths as text):
-    pooled over every state, and ``within``: over pairs of states of one question."""
+    pooled over every state, and ``within``: over pairs of states of one question at
+    one depth."""
     scored = [r for r in reached if getattr(r, evaluator) is not None]
 
     def row(subset: Sequence[Reached], name: str) -> Row:
@@ -24,9 +25,12 @@ def rows(reached: Sequence[Reached], evaluator: str, *, seed: int, resamples: in
         return summarize(good, bad, seed=f"{seed}:{evaluator}:{name}", resamples=resamples)
 
     def within(subset: Sequence[Reached], name: str) -> Row:
-        questions: dict[str, tuple[list[float], list[float]]] = {}
+        # Pairs of one question at one depth: a search weighs a level's states, or
+        # siblings, against each other, never a state against its own ancestors'.
+        strata: dict[str, dict[int, tuple[list[float], list[float]]]] = {}
         for r in subset:
-            questions.setdefault(r.item, ([], []))[0 if r.good else 1].append(getattr(r, evaluator))
+            strata.setdefault(r.item, {}).setdefault(r.depth, ([], []))[0 if r.good else 1].append(getattr(r, evaluator))
+        questions = {item: list(by_depth.values()) for item, by_depth in strata.items()}
         return summarize_within(questions, seed=f"{seed}:{evaluator}:{name}:within", resamples=resamples)
 
     depths = sorted({r.depth for r in reached})
@@ -93,7 +97,7 @@ def render(result: Mapping[str, Any]) -> Any:
         f"({result['strategy']}, {result['think']:g}s, model {result['model']})",
         caption=f"AUC: the chance that a random {good} state is valued above a random {bad} one (ties count "
         f"half; 0.5 is chance), with a 95% bootstrap interval; n/a below {MIN_CLASS} states of either class. "
-        f"Same question: only pairs of states of one question, the comparison a search makes (the interval "
+        f"Same question: only pairs of states of one question at one depth, the comparison a search makes (the interval "
         f"resamples questions; n/a below {MIN_QUESTIONS} questions with states of both classes)",
     )
     for column in ("evaluator", "depth", good, bad, "separation", "same question"):

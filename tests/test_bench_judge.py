@@ -86,14 +86,16 @@ def test_auc_is_na_below_ten_states_of_a_class() -> None:
     assert enough["auc"] == 1.0 and auc.format_auc(enough) == "AUC 1.00 [1.00, 1.00]"
 
 
-def test_the_same_question_auc_counts_only_pairs_of_one_question() -> None:
-    questions = {
-        "a": ([0.9, 0.8], [0.1] * 5),  # 10 pairs, all in order
-        "b": ([0.2], [0.1, 0.3]),  # 2 pairs, one in order
-        "c": ([0.5] * 3, [0.5] * 3),  # 9 ties: 4.5
-        "d": ([0.7] * 2, [0.6] * 3),  # 6 in order
-        "e": ([0.4] * 2, [0.1] * 3),  # 6 in order
-        "f": ([], [0.0] * 9),  # no good state: no pair, not counted
+def test_the_same_question_auc_counts_only_pairs_of_one_question_and_depth() -> None:
+    questions = {  # each question's (good, bad) values at each depth
+        "a": [([0.9, 0.8], [0.1] * 5)],  # 10 pairs, all in order
+        "b": [([0.2], [0.1, 0.3])],  # 2 pairs, one in order
+        "c": [([0.5] * 3, [0.5] * 3)],  # 9 ties: 4.5
+        "d": [([0.7] * 2, [0.6] * 3)],  # 6 in order
+        # 6 in order at one depth; none at the other depth, where every state is good,
+        # and none across the depths, though 0.1 < 0.95 would have been one
+        "e": [([0.4] * 2, [0.1] * 3), ([0.95], [])],
+        "f": [([], [0.0] * 9)],  # no good state: no pair, not counted
     }
     row = auc.summarize_within(questions, seed=1, resamples=500)
     assert row["auc"] == pytest.approx(27.5 / 33)
@@ -101,7 +103,15 @@ def test_the_same_question_auc_counts_only_pairs_of_one_question() -> None:
     assert row["low"] <= row["auc"] <= row["high"] and row == auc.summarize_within(questions, seed=1, resamples=500)
     # Below five questions with both classes, or ten states of a class: n/a.
     assert auc.summarize_within({k: questions[k] for k in "abcd"})["auc"] is None
-    assert auc.summarize_within({q: ([0.9], [0.1] * 4) for q in "abcdefgh"})["auc"] is None  # 8 good states
+    assert auc.summarize_within({q: [([0.9], [0.1] * 4)] for q in "abcdefgh"})["auc"] is None  # 8 good states
+
+
+def test_states_of_different_depths_are_never_paired() -> None:
+    # At each depth the judge is at chance; deeper states are valued lower and are
+    # more often bad. Pairing across depths would credit the judge with that.
+    questions = {q: [([0.8] * 3, [0.8] * 1), ([0.2] * 1, [0.2] * 3)] for q in range(6)}
+    row = auc.summarize_within(questions, seed=0, resamples=200)
+    assert row["auc"] == row["low"] == row["high"] == 0.5 and row["questions"] == 6
 
 
 def test_a_judge_that_only_tells_easy_questions_from_hard_ones_is_at_chance() -> None:
@@ -112,9 +122,9 @@ def test_a_judge_that_only_tells_easy_questions_from_hard_ones_is_at_chance() ->
     for q in range(12):
         easy = q % 2 == 0
         value = 0.8 if easy else 0.2
-        questions[q] = ([value] * (6 if easy else 1), [value] * (2 if easy else 8))
-    good = [v for g, _ in questions.values() for v in g]
-    bad = [v for _, b in questions.values() for v in b]
+        questions[q] = [([value] * (6 if easy else 1), [value] * (2 if easy else 8))]
+    good = [v for [(g, _)] in questions.values() for v in g]
+    bad = [v for [(_, b)] in questions.values() for v in b]
     pooled = auc.summarize(good, bad, seed=rng.random(), resamples=300)
     within = auc.summarize_within(questions, seed=0, resamples=300)
     assert pooled["auc"] > 0.7 and pooled["low"] > 0.5
