@@ -88,7 +88,8 @@ def write_result(out: str | Path, result: Mapping[str, Any]) -> Path:
 
 
 def render(result: Mapping[str, Any]) -> Any:
-    """The AUC rows as a rich table."""
+    """The AUC rows as a rich table that fits 80 columns (the intervals are the point)."""
+    from rich import box
     from rich.table import Table
 
     good, bad = result.get("classes") or ("good", "bad")
@@ -97,11 +98,17 @@ def render(result: Mapping[str, Any]) -> Any:
         f"({result['strategy']}, {result['think']:g}s, model {result['model']})",
         caption=f"AUC: the chance that a random {good} state is valued above a random {bad} one (ties count "
         f"half; 0.5 is chance), with a 95% bootstrap interval; n/a below {MIN_CLASS} states of either class. "
-        f"Same question: only pairs of states of one question at one depth, the comparison a search makes (the interval "
-        f"resamples questions; n/a below {MIN_QUESTIONS} questions with states of both classes)",
+        f"Same question: only pairs of states of one question at one depth, the comparison a search makes (the "
+        f"interval resamples questions; q counts them; n/a below {MIN_QUESTIONS} with states of both classes)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+        collapse_padding=True,
     )
-    for column in ("evaluator", "depth", good, bad, "separation", "same question"):
-        table.add_column(column, justify="right" if column in (good, bad, "depth") else "left", no_wrap=True)
+    for column, counts in (("evaluator", False), ("depth", True), (good, True), (bad, True),
+                           ("AUC, pooled", False), ("AUC, same question", False)):  # fmt: skip
+        # Class names may wrap in the header; the figures never do.
+        table.add_column(column, justify="right" if counts else "left", no_wrap=column not in (good, bad))
     for name, measured in result["evaluators"].items():
         within = measured.get("within") or {"overall": None, "depths": {}}
         table.add_row(name, "all", *_cells(measured["overall"], within["overall"]))
@@ -111,5 +118,9 @@ def render(result: Mapping[str, Any]) -> Any:
 
 
 def _cells(row: Mapping[str, Any], within: Mapping[str, Any] | None) -> list[str]:
-    same = "–" if within is None else f"{format_auc(within)} ({within['questions']} q)"
-    return [str(row["good"]), str(row["bad"]), format_auc(row), same]
+    same = "–" if within is None else f"{_figure(within)} {within['questions']}q"
+    return [str(row["good"]), str(row["bad"]), _figure(row), same]
+
+
+def _figure(row: Mapping[str, Any]) -> str:
+    return format_auc(row).removeprefix("AUC ")  # the column says AUC

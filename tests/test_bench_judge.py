@@ -3,6 +3,7 @@ runs on scripted judges (one that knows the game, one that knows nothing)."""
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import math
@@ -244,7 +245,7 @@ def test_the_cli_reports_and_writes_the_summary(data: Path, tmp_path: Path, monk
     result = json.loads(out.read_text())
     assert result["states"] == 60 and result["evaluators"]["value"]["overall"]["auc"] == 1.0
     assert made and made[0].closed  # the one backend it opened is closed at the end
-    assert "judge separation" in run.stderr and "AUC 1.00 [1.00, 1.00]" in run.stderr
+    assert "judge separation" in run.stderr and "1.00 [1.00, 1.00]" in run.stderr
     assert "solvable" in run.stderr and f"wrote {out}" in run.stderr
     counts = result["evaluators"]["value"]["overall"]
     cells = [line.replace("│", " ").replace("|", " ").split() for line in run.stderr.splitlines()]
@@ -263,7 +264,7 @@ def test_a_judge_that_knows_nothing_scores_one_half(data: Path, tmp_path: Path, 
     for name in ("value", "vote"):
         overall = result["evaluators"][name]["overall"]
         assert overall["auc"] == 0.5 and overall["low"] == overall["high"] == 0.5, name
-    assert "AUC 0.50 [0.50, 0.50]" in run.stderr
+    assert "0.50 [0.50, 0.50]" in run.stderr
 
 
 def test_too_few_states_of_a_class_print_auc_na(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -272,7 +273,7 @@ def test_too_few_states_of_a_class_print_auc_na(data: Path, tmp_path: Path, monk
     assert run.exit_code == 0, run.output
     overall = json.loads(out.read_text())["evaluators"]["value"]["overall"]
     assert min(overall["good"], overall["bad"]) < 10 and overall["auc"] is None
-    assert "AUC n/a" in run.stderr
+    assert "n/a" in run.stderr and "AUC, pooled" in run.stderr
 
 
 def test_save_needs_a_model_file_and_refuses_before_searching(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -353,3 +354,21 @@ def test_gsm8k_states_are_labelled_by_rollouts_to_the_gold_answer(fake_clock) ->
     assert len(prompts) >= 2  # batched: two calls for three states, each asking 4 rollouts (more with tool rounds)
     with pytest.raises(UsageError, match="--rollouts"):
         judge.measure("gsm8k", "unused", model=scripted, rollouts=0)
+
+
+@pytest.mark.parametrize("classes", [("solvable", "unsolvable"), ("reaches the gold answer", "does not")])
+def test_the_table_fits_an_80_column_terminal_without_cutting_a_figure(data: Path, classes) -> None:
+    from rich.console import Console
+
+    from deliberate.benchmarks import judge_report
+
+    with wall_clock_limit(30):
+        result = judge.measure("game24", data, model=backend(), states=90, resamples=200)
+    result["classes"] = list(classes)
+    console = Console(width=80, record=True, file=io.StringIO())
+    console.print(judge_report.render(result))
+    text = console.export_text()
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert "…" not in text  # nothing truncated
+    overall = result["evaluators"]["vote"]["overall"]
+    assert f"{overall['auc']:.2f} [{overall['low']:.2f}, {overall['high']:.2f}]" in text
