@@ -123,4 +123,5 @@ def _cells(row: Mapping[str, Any], within: Mapping[str, Any] | None) -> list[str
 
 
 def _figure(row: Mapping[str, Any]) -> str:
-    return format_auc(row).removeprefix("AUC ")  # the column says AUC
+    text = format_auc(row)  # "AUC 0.87 [0.80, 0.93]" or "AUC n/a"
+    return text if row.get("auc") is None else text.removeprefix("AUC ")  # the column says AUC
