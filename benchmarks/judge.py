@@ -33,8 +33,9 @@ random good state scores above a random bad one, ties counting half (Mann-Whitne
 Each AUC has a 95 % percentile-bootstrap interval, resampling within each class, from a
 seeded generator, so a rerun gives the same interval. A row with fewer than
 ``MIN_CLASS`` states of either class has no AUC ("AUC n/a"). Beside each, the
-same-question AUC counts only pairs of states of one question, the comparison a search
-makes, with an interval that resamples questions; that one decides ``--save``'s profile.
+same-question AUC counts only pairs of states of one question at one depth, the
+comparison a search makes, with an interval that resamples questions; in a profile
+``--save`` writes, that one decides whether ``--evaluator auto`` asks the judge.
 """
 
 from __future__ import annotations

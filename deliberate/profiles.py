@@ -137,11 +137,12 @@ def judge_worth_asking(profile: Mapping[str, Any] | None, depth: int, evaluator:
     entry = (profile.get("evaluators") or {}).get(evaluator)
     if entry is None:
         return None, f"the judge profile has no {evaluator} measurement"
-    row, where = _deciding_row(entry["within"], depth) if entry.get("within") else ({"auc": None}, "")
+    within = entry.get("within")
+    row, where = _deciding_row(within, depth) if within else (None, "")
     kind = "same-question AUC"
-    if row["auc"] is None:
+    if row is None or row["auc"] is None:
         row, where = _deciding_row(entry, depth)
-        kind = "AUC" if not entry.get("within") else "AUC, pooled (too few questions for the same-question AUC)"
+        kind = "AUC, pooled (too few questions for the same-question AUC)" if within else "AUC"
     if row["auc"] is None:
         return None, f"{where}: AUC n/a ({row['good']} good, {row['bad']} bad states)"
     measured = f"{where}: {kind} {row['auc']:.2f} [{row['low']:.2f}, {row['high']:.2f}]"
@@ -193,7 +194,7 @@ def _entry_problem(evaluator: str, entry: Any) -> str | None:
     depths = entry.get("depths")
     if not isinstance(depths, dict):
         return f"the {evaluator} entry has no 'depths'"
-    for name, row in [("overall", entry.get("overall")), *((f"depth {d}", r) for d, r in depths.items())]:
+    for name, row in _named_rows(entry):
         if not _row_ok(row):
             return f"the {evaluator} entry's {name} row is malformed"
     within = entry.get("within")
@@ -201,10 +202,15 @@ def _entry_problem(evaluator: str, entry: Any) -> str | None:
         return None  # saved before the same-question AUC was measured
     if not isinstance(within, dict) or not isinstance(within.get("depths"), dict):
         return f"the {evaluator} entry's 'within' is malformed"
-    for name, row in [("overall", within.get("overall")), *((f"depth {d}", r) for d, r in within["depths"].items())]:
+    for name, row in _named_rows(within):
         if not _row_ok(row) or not _count_ok(row.get("questions")):
             return f"the {evaluator} entry's same-question {name} row is malformed"
     return None
+
+
+def _named_rows(rows: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """("overall", row), then ("depth N", row) for each depth of an entry or its ``within``."""
+    return [("overall", rows.get("overall")), *((f"depth {d}", r) for d, r in rows["depths"].items())]
 
 
 def _row_ok(row: Any) -> bool:
