@@ -1,7 +1,7 @@
 """The library entry point: ``think(question, ...) -> Result``.
 
-``think`` checks everything it can before loading a model (the question, the
-strategy and its options, the trace path), loads the model without counting that time,
+``think`` checks everything it can before loading a model (``prepare``: the question,
+the strategy and its options, the trace path), loads the model without counting that time,
 runs the strategy under the budget, finishes greedily if no answer exists yet, and
 returns the answer with the whole graph and trace. Ctrl-C ends the search early
 through the same path, so the trace is complete either way.
@@ -20,15 +20,14 @@ from typing import Any
 from deliberate import __version__
 from deliberate.backends import Backend, open_backend
 from deliberate.clock import Deadline, MonotonicClock
-from deliberate.duration import parse_budget
-from deliberate.errors import ContextOverflowError, DurationError, QuestionError, UsageError
+from deliberate.errors import ContextOverflowError
 from deliberate.graph import ThoughtGraph
 from deliberate.models import is_server_url, model_hash
 from deliberate.options import check_names
+from deliberate.prepare import Plan, prepare
 from deliberate.resume import given_settings, resume_settings
-from deliberate.search import Event, Search, SearchConfig, StopSearch
-from deliberate.tasks import detect, from_options
-from deliberate.trace import build_trace, check_writable, load_graph, read_trace, write_trace
+from deliberate.search import Event, Search, StopSearch
+from deliberate.trace import build_trace, load_graph, read_trace, write_trace
 
 
 @dataclass
@@ -155,72 +154,6 @@ def think(
     finally:
         if owned:
             backend.close()
-
-
-@dataclass
-class Plan:
-    """Everything checked before a model is loaded."""
-
-    question: str
-    task: Any
-    strategy: Any
-    config: SearchConfig
-    budget: float | None
-    seed: int
-    task_options: dict[str, Any]
-    trace_path: Path | None
-    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-def prepare(settings: dict[str, Any], think: float | str | None, trace: Any, reserve: float | None) -> Plan:
-    """Check the question, strategy, options, budget and trace path before loading
-    anything; the plan ``run`` carries out. ``settings`` as ``resume_settings`` gives."""
-    from deliberate import strategies
-
-    question = settings["question"]
-    if question is None or not question.strip():
-        raise QuestionError("the question is empty")
-    max_nodes = settings["max_nodes"]
-    budget = parse_budget(think)
-    if budget is None and max_nodes is None:
-        raise DurationError("give a thinking time, a node budget (max_nodes), or both")
-    if max_nodes is not None and max_nodes < 1:
-        raise UsageError(f"max_nodes must be at least 1, got {max_nodes}")
-    evaluator = settings["evaluator"] or "auto"
-    if evaluator not in ("auto", "value", "vote", "none"):
-        raise UsageError(f"evaluator must be 'auto', 'value', 'vote' or 'none', got {evaluator!r}")
-    if settings["mode"] not in (None, "propose", "sample"):
-        raise UsageError(f"mode must be 'propose' or 'sample', got {settings['mode']!r}")
-    if reserve is not None and not 0.0 <= reserve < 1.0:
-        raise UsageError(f"reserve must be at least 0 and below 1, got {reserve}")
-    task_name = settings["task"]
-    task_name = detect(question) if task_name in (None, "auto") else task_name
-    task_options = dict(settings["task_options"] or {})
-    tools = True if settings.get("tools") is None else bool(settings["tools"])
-    the_task = from_options(task_name, task_options, tools=tools)
-    the_task.root(question)  # reject a question the task cannot read before loading anything
-    chosen = strategies.make(settings["strategy"] or "bfs", settings["options"])
-    config = SearchConfig(
-        mode=settings["mode"],
-        evaluator=evaluator,  # type: ignore[arg-type]
-        verifier=True if settings["verifier"] is None else bool(settings["verifier"]),
-        chat=bool(settings["chat"]),
-        max_nodes=max_nodes,
-        tools=tools,
-    )
-    if reserve is not None:
-        config.reserve = reserve
-    chosen.configure(config)
-    return Plan(
-        question=question,
-        task=the_task,
-        strategy=chosen,
-        config=config,
-        budget=budget,
-        seed=0 if settings["seed"] is None else int(settings["seed"]),
-        task_options=task_options,
-        trace_path=check_writable(trace) if trace is not None else None,
-    )
 
 
 def run(
