@@ -61,6 +61,10 @@ def bench_run(
     mode: Mode = None,
     task_opt: TaskOptions = [],
     no_tools: bool = typer.Option(False, "--no-tools", help="Turn the task's tools off (the model computes; for ablations)."),
+    solve_as: Optional[str] = typer.Option(
+        None, "--task", show_default="the dataset's",
+        help="Solve every item as this task (auto: as 'solve --task auto' reads each question), e.g. generic on gsm8k.",
+    ),
     seqs: Optional[int] = typer.Option(
         None, "--seqs", min=1, max=256, show_default="64",
         help="llama.cpp sequence ids: the most branches decoded in one batch (1 = one at a time).",
@@ -82,7 +86,7 @@ def bench_run(
             backend_options={"n_seq_max": seqs} if seqs else None,
             settings={
                 "evaluator": evaluator, "mode": mode, "task_options": parse_pairs(task_opt, "--task-opt"),
-                "tools": False if no_tools else None,
+                "tools": False if no_tools else None, "task": solve_as,
             },
             on_record=progress.update_bench if progress else None,
         )

@@ -282,6 +282,9 @@ def _bbh_correct(answer: str, gold: str) -> bool:
     if option:  # "(B)", "B", "B)" and "(B) the text of option B" all choose B
         chosen = re.fullmatch(r"\(?([A-Z])\)?|\(([A-Z])\)\s.*", answer, flags=re.DOTALL)
         return chosen is not None and (chosen[1] or chosen[2]) == option[1]
+    number = plain_number(gold)
+    if number is not None:  # object_counting, multistep_arithmetic_two: "8.0" and "8" agree
+        return plain_number(answer) == number
     return answer == gold.strip()
 
 

@@ -60,7 +60,9 @@ def run(
     ``model`` is a GGUF path, a server URL, a backend object or None (the embedded
     model); it is opened once for the whole grid, with ``backend_options`` passed to its
     constructor (``{"n_seq_max": 1}``, say). ``settings`` are more ``think`` keywords
-    for every item (``evaluator``, ``mode``, ``task_options``); like the strategy's
+    for every item (``evaluator``, ``mode``, ``task_options``, and ``task``, which solves
+    every item as that task, or as ``detect`` reads its question for "auto", in place of
+    the dataset's own); like the strategy's
     options they are stored in each record and part of its key, so a second
     configuration written to the same ``out`` is not skipped as done. Records already in ``out`` are kept
     and their cells skipped. ``on_start(todo, done)`` is told the work before it starts
@@ -69,7 +71,8 @@ def run(
     from deliberate import strategies as registry
     from deliberate.backends import open_backend
     from deliberate.duration import parse_duration
-    from deliberate.tasks import from_options
+    from deliberate.tasks import detect, from_options
+    from deliberate.tasks import names as task_names
 
     if not strategies or not thinks:
         raise UsageError("give at least one strategy and one thinking time")
@@ -82,7 +85,11 @@ def run(
     names = list(dict.fromkeys(strategies))  # a repeated --strategy or --think runs once
     budgets = list(dict.fromkeys(parse_duration(t) for t in thinks))
     items = load(kind, data, start=start, limit=limit)
-    for task in dict.fromkeys(item.task for item in items):  # so does a bad task option
+    solving = (settings or {}).get("task")  # --task: every item as this task, or "auto"
+    if solving and solving != "auto" and solving not in task_names():
+        raise UsageError(f"unknown task {solving!r} (tasks: auto, {', '.join(task_names())})")
+    tasks = [item.task if not solving else detect(item.question) if solving == "auto" else solving for item in items]
+    for task in dict.fromkeys(tasks):  # so does an unknown task or a bad task option
         from_options(task, (settings or {}).get("task_options"))
     out = Path(out)
     finished = {_key(record): record for record in resume_jsonl(out, what="results file")}
@@ -192,9 +199,9 @@ class _Solver:
             self.live.add(deadline)
         try:
             result = think(
-                item.question, task=item.task, strategy=strategy, model=self.backend, think=budget,
-                seed=self.seed, verifier=self.verifier, options=self.options, trace=trace, deadline=deadline,
-                **self.settings,
+                item.question, strategy=strategy, model=self.backend, think=budget, seed=self.seed,
+                verifier=self.verifier, options=self.options, trace=trace, deadline=deadline,
+                **{"task": item.task, **self.settings},  # a --task setting replaces the dataset's task
             )
         except ContextOverflowError as exc:  # this question cannot fit; the next one may
             return self._record(cell, None, error=str(exc))

@@ -120,7 +120,9 @@ def think(
     """Think about ``question`` for ``think`` seconds (or ``"30s"``) and answer.
 
     The keywords are ``ThinkOptions``' fields. ``task`` "auto" (the default) picks
-    game24 for a Game-of-24 question and generic otherwise; ``strategy`` defaults to
+    game24 for a Game-of-24 question, math for a number to compute (bare arithmetic,
+    or a word problem asking how many, how much, the total...) and generic otherwise
+    (``deliberate.tasks.detect``); ``strategy`` defaults to
     "bfs". ``model`` is a GGUF path, a server URL (``http://host:port/v1``), a backend
     object, or None for ``$DELIBERATE_MODEL`` or the embedded model. A backend object is
     left open; one opened here is closed before returning. ``max_nodes`` bounds the

@@ -128,6 +128,45 @@ def test_records_tell_a_right_answer_reached_from_a_right_answer_given(tmp_path:
     assert set(record["answers"]) == {"40"} and not record["reached"]  # "Answer: 12" is a guess: rejected
 
 
+def test_task_solves_every_item_as_another_task_and_is_part_of_the_key(tmp_path: Path) -> None:
+    from conftest import GenericResponder
+
+    from deliberate.benchmarks import report
+    from deliberate.errors import UsageError
+
+    class Recording(GenericResponder):
+        def __init__(self) -> None:
+            super().__init__(answer="5 + 2 = 7", steps=0, accuracy=1.0)
+            self.prompts: list[str] = []
+
+        def __call__(self, prompt: str, request: GenerateRequest, seed: int) -> str:
+            self.prompts.append(prompt)
+            return super().__call__(prompt, request, seed)
+
+    data, out = tmp_path / "test.jsonl", tmp_path / "r.jsonl"
+    question = "Ann has 5 apples and buys 2 more. How many apples does she have?"
+    data.write_text(json.dumps({"question": question, "answer": "5 + 2 = <<5+2=7>>7\n#### 7"}) + "\n")
+    math_shot, generic_shot = "Mia buys 3 notebooks", "A box holds 6 eggs"  # each task's first exemplar
+    records = {}
+    for solve_as in (None, "generic", "auto"):
+        responder = Recording()
+        [records[solve_as]] = run("gsm8k", data, model=ScriptedBackend(responder), out=out, strategies=["cot"],
+                                  thinks=[5.0], settings={"task": solve_as})
+        shot = generic_shot if solve_as == "generic" else math_shot  # auto reads a word problem: math
+        assert responder.prompts and all(shot in p for p in responder.prompts), solve_as
+        assert records[solve_as]["correct"] and records[solve_as]["task"] == "gsm8k"  # scored as the dataset says
+    assert "settings" not in records[None]
+    assert records["generic"]["settings"] == {"task": "generic"} and records["auto"]["settings"] == {"task": "auto"}
+    assert len(lines(out)) == 3  # each is a cell of its own, not skipped as done
+    labels = [row.strategy for row in report.table(records.values())]
+    assert sorted(labels) == ["cot", "cot --task auto", "cot --task generic"]
+    before = out.read_bytes()
+    # checked before the model loads (this file does not exist), with the file left as it was
+    with pytest.raises(UsageError, match=r"unknown task 'chess' \(tasks: auto, generic, game24, math"):
+        run("gsm8k", data, model=str(tmp_path / "missing.gguf"), out=out, strategies=["cot"], thinks=[5.0], settings={"task": "chess"})
+    assert out.read_bytes() == before
+
+
 def test_wrong_steps_score_wrong(data: Path, tmp_path: Path) -> None:
     # Without the tool the model computes, and this one computes wrong.
     records = bench(

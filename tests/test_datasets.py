@@ -213,6 +213,15 @@ def test_bbh_exact_match() -> None:
     assert not score("bbh", "yes", item("Yes"))  # BBH is exact match
 
 
+def test_bbh_numbers_match_as_numbers() -> None:
+    # object_counting and multistep_arithmetic_two: "8.0", "8." and "8" are one answer
+    for answer in ("8", "8.0", "8.", " 8 "):
+        assert score("bbh", answer, item("8")), answer
+    assert score("bbh", "-50", item("-50")) and score("bbh", "1,450", item("1450"))
+    for answer in ("9", "-8", "8 apples", "eight", ""):
+        assert not score("bbh", answer, item("8")), answer
+
+
 @pytest.mark.parametrize(("answer", "gold"), [
     ("\\boxed{\\dfrac{14}{3}}", "\\frac{14}{3}"),
     ("14/3", "\\frac{14}{3}"),

@@ -44,7 +44,8 @@ def test_registry_and_detection():
     assert set(names()) >= {"generic", "game24", "math"}
     assert detect(QUESTION) == "game24"
     assert detect("4 9 10 13 -> 24") == "game24"
-    assert detect("What is 2 + 2?") == "generic"
+    assert detect("What is 2 + 2?") == "math"
+    assert detect("What is the capital of France?") == "generic"
 
 
 def test_make_task_by_name_object_and_errors():
