@@ -384,6 +384,20 @@ def test_math_checks_every_equation_in_a_step():
     assert task.parse_step("It costs $1,450. How much?", root, "Answer: $1,450.", verify=True).state["answer"] == "1450"
 
 
+def test_math_reads_negative_numbers_but_not_a_minus_after_a_word():
+    # GSM8K's own solutions, which the verifier once rejected: it read "8 + 1" and "21/3".
+    assert arithmetic_ok("-14 + (-8) + 1 = <<-14+-8+1=-21>>-21 degrees Fahrenheit")
+    assert arithmetic_ok("-21/3 = <<-21/3=-7>>-7 degrees") and arithmetic_ok("Increase 3 degrees = -6 + 3 = -3")
+    assert equations("-36 + 13 + (-15) = -38")[0] == ("-36 + 13 + (-15)", "-38")
+    # A minus after a word, or spaced from its number, is subtraction's, not a sign.
+    assert arithmetic_ok("Elsa had 40 marbles - 3 - 5 = <<40-3-5=32>>32 marbles.")
+    assert equations("3x-5=16") == [] and equations("w-20+10 = 7")[0][0] == "20+10"
+    # A bare-arithmetic copy: the prose and the annotation must be one expression.
+    good = "((-5 * -6 + -9 - 3) + (-7 - -2 - 6 * 6)) = <<((-5 * -6 + -9 - 3) + (-7 - -2 - 6 * 6))=-23>>-23"
+    assert arithmetic_ok(good)
+    assert not arithmetic_ok("(3 * -7 * -4 * 2) + (7 - -3 - -3 * 1) = <<(3-7*(-4*2)+(-7*3*1))=38>>38")
+
+
 def test_math_reads_an_equation_through_an_annotation_with_no_result():
     # Without the tool the model may write "<<15+25>>", which hid the prose's claim.
     assert not arithmetic_ok("15 + 25 = <<15+25>>25 chickens.")

@@ -21,7 +21,8 @@ from deliberate.backends.scripted import ScriptedBackend
 from deliberate.calculator import evaluate
 from deliberate.clock import Deadline
 from deliberate.tasks import make_task
-from deliberate.tasks.math import EXAMPLES, annotations_ok, arithmetic_ok
+from deliberate.tasks.detection import is_arithmetic
+from deliberate.tasks.math import ARITHMETIC_EXAMPLES, EXAMPLES, annotations_ok, arithmetic_ok
 from deliberate.tools import CALCULATOR, MAX_INPUT_TOKENS, ToolSyntax, calculate, decimal
 
 QUESTION = (
@@ -38,15 +39,16 @@ class LineModel:
     after its own k-th close marker, so a result it wrote itself never comes back.
     """
 
-    def __init__(self, *lines: str) -> None:
+    def __init__(self, *lines: str, question: str = "Natalia", answer: str = "72") -> None:
         self.lines = list(lines)
+        self.question, self.answer = question, answer  # the start of our question; the last line's answer
 
     def __call__(self, prompt: str, request: GenerateRequest, seed: int) -> str:
         current = prompt[prompt.rfind("\n") + 1 :]
-        finished = prompt[: prompt.rfind("\n") + 1].split("Question: Natalia")[-1]
+        finished = prompt[: prompt.rfind("\n") + 1].split(f"Question: {self.question}")[-1]
         done_steps = len(re.findall(r"^(?:Step:|Answer:)", finished, re.M))
         if done_steps >= len(self.lines):
-            return "Answer: 72\n"
+            return f"Answer: {self.answer}\n"
         script = self.lines[done_steps]
         closes = current.count(">>")
         written = current.split(">>", closes)[-1]  # the line since the tool last wrote
@@ -222,6 +224,44 @@ def test_our_exemplars_are_in_gsm8ks_style_and_every_annotation_is_right():
         assert arithmetic_ok(line) and annotations_ok(line)
         for expression, result in re.findall(r"<<([^=]*)=([^>]*)>>", line):
             assert calculate(expression) == (result, True)
+
+
+def test_our_arithmetic_exemplars_copy_the_expression_as_written_into_one_right_annotation():
+    blocks = [b for b in ARITHMETIC_EXAMPLES.split("\n\n") if b.strip()]
+    assert len(blocks) >= 3
+    for block in blocks:
+        question, step, answer = block.splitlines()
+        question = question.removeprefix("Question: ")
+        assert is_arithmetic(question)
+        [(expression, result)] = re.findall(r"<<([^=]*)=([^>]*)>>", step)
+        assert expression == re.sub(r"^What is |\s*[=?]\s*$", "", question), block  # copied as written
+        assert step.startswith(f"Step: {expression} = <<")  # and in the prose, so the two copies are compared
+        assert calculate(expression) == (result, True) and arithmetic_ok(step) and annotations_ok(step)
+        assert answer == f"Answer: {result}"
+
+
+def test_bare_arithmetic_is_prompted_with_the_arithmetic_exemplars():
+    task, own = make_task("math"), make_task("math", shots="Question: 1 + 1 =\nAnswer: 2\n\n")
+    root = task.root(QUESTION)
+    assert task.step_prompt(QUESTION, root).examples == EXAMPLES
+    for question in ("((-1 + 2 + 9 * 5) - (-2 + -4 + -4 * -7)) =", "What is 17 * 3?"):
+        assert task.step_prompt(question, root).examples == ARITHMETIC_EXAMPLES
+        assert own.step_prompt(question, root).examples.startswith("Question: 1 + 1 =")  # the user's serve all
+    assert own.step_prompt(QUESTION, root).examples.startswith("Question: 1 + 1 =")
+
+
+def test_the_calculator_computes_a_copied_expression_that_the_model_would_get_wrong(scripted):
+    question = "((-1 + 2 + 9 * 5) - (-2 + -4 + -4 * -7)) ="
+    # The model copies the expression and would compute 9 (as the embedded model did on
+    # this BBH item); the calculator writes 24 in its place, and the model goes on after it.
+    model = LineModel("Step: (-1 + 2 + 9 * 5) - (-2 + -4 + -4 * -7) = <<(-1+2+9*5)-(-2+-4+-4*-7)=9>>24\n",
+                      question="((-1", answer="24")
+    result = think_guarded(question, scripted(model), task="auto", strategy="cot", think=10)
+    assert result.answer == "24" and result.trace["meta"]["task"] == "math"
+    calls = [c for n in result.graph for c in result.graph[n].get("calls", [])]
+    assert [(c["input"], c["output"]) for c in calls] == [("(-1+2+9*5)-(-2+-4+-4*-7)", "24")]
+    without = think_guarded(question, scripted(model), task="math", strategy="cot", think=10, tools=False)
+    assert without.answer != "24"  # the model's own 9 is rejected, and 24 is a guess it never computed
 
 
 def test_the_verifier_rejects_a_number_that_is_not_the_annotations_result():

@@ -20,12 +20,14 @@ its number is one the chain stated as a result or the question gave, not a guess
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from fractions import Fraction
 
 from deliberate.calculator import evaluate, format_number, parse_number, subtracts_from_itself
 from deliberate.errors import CalculatorError
-from deliberate.tasks.base import State
+from deliberate.tasks.base import Prompt, State
+from deliberate.tasks.detection import is_arithmetic
 from deliberate.tasks.generic import GenericTask
 from deliberate.tools import CALCULATOR
 
@@ -48,11 +50,33 @@ Answer: 30
 
 """
 
+# For bare arithmetic ("((-1 + 2) * 3 - 4) =", "What is 17 * 3?"): the model copies the
+# expression as the question writes it, spaces and all, into the prose and into one
+# annotation, and the calculator computes it. A copy that differs from the other is a
+# prose claim the verifier rejects. Our own exemplars.
+ARITHMETIC_EXAMPLES = """Question: ((3 - 8 * 2) + (-4 * -5 + 6)) =
+Step: ((3 - 8 * 2) + (-4 * -5 + 6)) = <<((3 - 8 * 2) + (-4 * -5 + 6))=13>>13
+Answer: 13
+
+Question: What is 17 * 3 + 4?
+Step: 17 * 3 + 4 = <<17 * 3 + 4=55>>55
+Answer: 55
+
+Question: ((-6 + 9 * -1) * (2 - -3 - 4)) =
+Step: ((-6 + 9 * -1) * (2 - -3 - 4)) = <<((-6 + 9 * -1) * (2 - -3 - 4))=-15>>-15
+Answer: -15
+
+"""
+
 # "<<48/2=24>>24": an annotation, and the number written right after it (if any).
 _ANNOTATION = re.compile(r"<<(?P<expr>[^<>=]*)=(?P<result>[^<>]*)>>\s*\$?(?P<after>-?\d[\d,]*(?:\.\d+)?)?")
 
 # "3 * 4 = 12", "$12 + 2 = $14", "48 / 3 = 16": an arithmetic left side and a number.
-_LHS = r"(?P<lhs>[\d$.,()\s]*\d[\d$.,()\s]*(?:[-+*/×÷x][\d$.,()\s]*\d[\d$.,()\s]*)+)="
+# An operand may be negative: "-4 * -7", "(-2 + 3)", "5 - -3"; a minus sign is one only
+# right before its number or bracket and not right after a word ("40 marbles - 3 - 5",
+# "w-20+10", "3x-5"). Each character has one way to be read: no backtracking blow-up.
+_OPERAND = r"[$.,()\s]*(?:(?<![\w)])-(?=[\d(])[$.,()\s]*)?\d[\d$.,()\s]*"
+_LHS = rf"(?P<lhs>{_OPERAND}(?:[-+*/×÷x]{_OPERAND})+)="
 _EQUATION = re.compile(_LHS + r"\s*\$?(?P<rhs>-?\d[\d,]*(?:\.\d+)?)")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 # "1/" or "33 3/" right before a last number: it is a fraction's denominator.
@@ -205,6 +229,15 @@ class MathTask(GenericTask):
     def __init__(self, *, shots: str | None = None, max_depth: int | None = None, tools: bool = True) -> None:
         super().__init__(shots=shots or EXAMPLES, max_depth=max_depth)
         self.tools = tools
+        self.own_shots = bool(shots)  # a user's exemplars serve every question
+
+    def step_prompt(self, question: str, state: State) -> Prompt:
+        """Word problems get the word-problem exemplars; bare arithmetic gets exemplars
+        that copy the whole expression into one annotation, for the calculator to compute."""
+        prompt = super().step_prompt(question, state)
+        if self.own_shots or not is_arithmetic(question):
+            return prompt
+        return dataclasses.replace(prompt, examples=ARITHMETIC_EXAMPLES)
 
     def check_step(self, thought: str, *, verify: bool) -> bool:
         if not verify:
