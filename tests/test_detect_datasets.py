@@ -59,3 +59,17 @@ def test_prontoqa_true_or_false_is_generic() -> None:
     problems = json.loads(shared("prontoqa", "345hop_random_true.json").read_text(encoding="utf-8"))
     questions = [f"{p['test_example']['question']} {p['test_example']['query']}" for p in problems.values()]
     assert shares(questions) == {"generic": len(questions)}
+
+
+def test_the_calculator_alone_answers_every_bbh_arithmetic_item() -> None:
+    """The ceiling for multistep_arithmetic_two, as enumeration is Game of 24's: the
+    question is an expression the calculator takes as written. What the model adds is
+    copying it into a call without a slip (README, "Arithmetic and counting")."""
+    from deliberate.calculator import evaluate, format_number
+
+    file = shared("bbh", "bbh", "multistep_arithmetic_two.json")
+    examples = json.loads(file.read_text(encoding="utf-8"))["examples"]
+    for example in examples:
+        expression = example["input"].strip().removesuffix("=")
+        assert format_number(evaluate(expression)) == example["target"], example
+    assert len(examples) == 250
