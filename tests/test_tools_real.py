@@ -18,10 +18,10 @@ from deliberate.backends.base import GenerateRequest
 from deliberate.backends.tool_calls import continue_after_tools
 from deliberate.backends.shared import SharedBackend
 from deliberate.clock import Deadline
-from deliberate.tasks.math import MathTask
+from deliberate.tasks.math import MathTask, claim_holds, equations
 from deliberate.tools import CALCULATOR, calculate
 
-from helpers_real import open_model
+from helpers_real import open_model, run_cli
 
 pytestmark = pytest.mark.model
 
@@ -95,3 +95,26 @@ def test_a_shared_backend_runs_calls_in_its_inner_decode_loop():
         assert all(c.prefill <= len(shared.inner.model.tokenize(c.output, bos=False)) + 4 for c in calls)
     finally:
         shared.close()
+
+
+def test_solve_gives_bare_arithmetic_to_the_calculator_and_answers_only_what_it_computed(tmp_path):
+    """The real CLI with ``--task auto``: the question goes to ``math``, and whatever the
+    model copies, an answer (if any) is a result the calculator wrote or a number the
+    question states. Which expression the model copies depends on llama.cpp's floats."""
+    import json
+    import re
+
+    question = "((-1 + 2 + 9 * 5) - (-2 + -4 + -4 * -7)) ="
+    trace = tmp_path / "t.json"
+    run = run_cli("solve", question, "--strategy", "cot", "--think", "20s", "--json", "--trace", str(trace), timeout=120)
+    assert run.code == 0, run.stderr
+    result = json.loads(run.stdout)
+    data = json.loads(trace.read_text())
+    assert data["meta"]["task"] == "math"
+    calls = [e for e in data["events"] if e["type"] == "tool"]
+    assert all(e["tool"] == "calculator" and e["output"] == calculate(e["input"])[0] for e in calls)
+    if result["answer"] is not None:  # the calculator's results, right prose equations, the question's numbers
+        thoughts = [node.get("thought") or "" for node in data["graph"]["nodes"]]
+        held = {rhs for t in thoughts for lhs, rhs in equations(t) if claim_holds(lhs, rhs)}
+        allowed = {e["output"] for e in calls} | held | set(re.findall(r"-?\d+", question))
+        assert result["answer"] in allowed, (result["answer"], thoughts)
