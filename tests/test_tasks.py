@@ -398,6 +398,22 @@ def test_math_reads_negative_numbers_but_not_a_minus_after_a_word():
     assert not arithmetic_ok("(3 * -7 * -4 * 2) + (7 - -3 - -3 * 1) = <<(3-7*(-4*2)+(-7*3*1))=38>>38")
 
 
+def test_a_bare_arithmetic_answer_must_be_computed_not_an_operand_read_back():
+    from deliberate.tasks.math import answer_supported
+
+    question = "What is 17 * 3?"
+    assert not answer_supported(question, [], "Answer: 17")
+    assert not answer_supported(question, [], "Answer: 17 * 3")  # its last number is 3, an operand
+    assert answer_supported(question, ["17 * 3 = <<17 * 3=51>>51"], "Answer: 51")
+    assert answer_supported(question, [], "Answer: 17 * 3 = 51")
+    assert not answer_supported(question, ["(17 * 3) =", "17"], "Answer: 17")  # a result is on its "=" line
+    task = MathTask()
+    assert task.parse_step(question, task.root(question), "Step: (17 * 3) =", verify=True) is None  # no result
+    assert task.parse_step(question, task.root(question), "Step: (17 * 3) =", verify=False) is not None
+    # A word problem may answer with a number it states (GSM8K has such items).
+    assert answer_supported("Ann has 5 apples and 3 pears. How many apples does she have?", [], "Answer: 5")
+
+
 def test_math_reads_an_equation_through_an_annotation_with_no_result():
     # Without the tool the model may write "<<15+25>>", which hid the prose's claim.
     assert not arithmetic_ok("15 + 25 = <<15+25>>25 chickens.")

@@ -82,7 +82,7 @@ _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 # "1/" or "33 3/" right before a last number: it is a fraction's denominator.
 _FRACTION_BEFORE = re.compile(r"(?:(?<![\d.,])(?P<whole>\d+) +)?(?<![\d.,])(?P<numerator>\d+) */ *$")
 # "= 24", "=$1,450", "<<48/2=24>>": a number stated as the result of something.
-_RESULT = re.compile(r"=\s*\$?(-?\d[\d,]*(?:\.\d+)?)")
+_RESULT = re.compile(r"=[ \t]*\$?(-?\d[\d,]*(?:\.\d+)?)")  # on the same line: "... =" then "17" is no result
 
 
 # "<<15+25>>": an annotation without a result, which only a model without the tool writes.
@@ -213,11 +213,16 @@ def answer_supported(question: str, steps: list[str], line: str) -> bool:
     the line itself) or the question gave. An answer that neither computed nor read is
     a guess: "Answer: 30" after steps that never wrote 30 is rejected, and so is an
     answer with no number at all. GSM8K's own train solutions fail it for 60 of 7,473
-    items (0.8 %), mostly answers stated in words ("she has 5 left"); a test counts them."""
+    items (0.8 %), mostly answers stated in words ("she has 5 left"); a test counts them.
+
+    Bare arithmetic ("What is 17 * 3?") states only operands, so there the answer must
+    be computed: "Answer: 17" and "Answer: 17 * 3" (whose last number is 3) are guesses."""
     answer = numeric_answer(line)
     if answer is None:
         return False
-    known = computed_numbers("\n".join([*steps, line])) | stated_numbers(question)
+    known = computed_numbers("\n".join([*steps, line]))
+    if not is_arithmetic(question):
+        known |= stated_numbers(question)
     return parse_number(answer) in known
 
 
@@ -240,8 +245,13 @@ class MathTask(GenericTask):
         return dataclasses.replace(prompt, examples=ARITHMETIC_EXAMPLES)
 
     def check_step(self, thought: str, *, verify: bool) -> bool:
+        """A step's equations and annotations must hold, it must not take a number from
+        itself, and it must not end at "=" with no result (no line of GSM8K's solutions
+        does; the embedded model writes "(17 * 3) =" and stops)."""
         if not verify:
             return True
+        if thought.rstrip().endswith("="):
+            return False
         return arithmetic_ok(thought) and annotations_ok(thought) and not subtracts_a_number_from_itself(thought)
 
     def check_answer(self, question: str, state: State, line: str, *, verify: bool) -> bool:
