@@ -130,3 +130,19 @@ def test_other_questions_are_generic(question: str) -> None:
 def test_the_tables_are_large_enough_and_apart() -> None:
     assert len(GAME24) >= 30 and len(MATH) >= 30 and len(GENERIC) >= 30
     assert not set(GAME24) & set(MATH) and not set(MATH) & set(GENERIC) and not set(GAME24) & set(GENERIC)
+
+
+@pytest.mark.parametrize("question", [
+    " " * 100_000 + "1", "\n" * 100_000 + "x", "1" + " " * 100_000 + "2", "1" + " \t" * 50_000 + "x",
+    "1 " * 50_000, "1 ) " * 25_000, "1 + " * 25_000 + "x?", "( " * 50_000 + "1", "If " + "a, " * 30_000 + "what is 2 and 3?",
+    "\n (A) " * 15_000, "1, " * 30_000 + "2",
+])
+def test_a_long_pathological_question_is_read_in_linear_time(question: str) -> None:
+    # Patterns that backtrack over a run of blanks took seconds at 20,000 characters;
+    # at 100,000 they would take a minute. Linear, each takes milliseconds.
+    from conftest import wall_clock_limit
+    from deliberate.tasks.detection import is_arithmetic
+
+    with wall_clock_limit(5.0):
+        assert detect(question) in {"game24", "math", "generic"}
+        is_arithmetic(question)
