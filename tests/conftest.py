@@ -22,6 +22,7 @@ because function-scoped fixtures are not reset between examples)
     can_make_24, game24_answer_ok   brute-force oracle; calculator check of an answer
     assert_tree, comparable_graph   graph checks shared by several suites
     SOLVABLE, UNSOLVABLE            two game24 questions
+    shared_dataset                  a path in ../shared/datasets, or a skip saying it is absent
 
 A responder gets ``(prompt, request, seed)`` and returns text, like a model would; every
 choice it makes comes from the per-sample seed, so a run is reproducible.
@@ -36,6 +37,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from fractions import Fraction
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
@@ -107,6 +109,17 @@ def think_guarded(question: str | None, backend: ScriptedBackend, *, wall: float
 
     with wall_clock_limit(wall):
         return deliberate.think(question, model=backend, **kwargs)
+
+
+SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+def shared_dataset(*parts: str) -> Path:
+    """A path in ../shared/datasets; a user's clone has none, so the test skips there (CI has it)."""
+    path = SHARED_DATASETS.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"../shared/datasets not found: {path} is absent")
+    return path
 
 
 SOLVABLE = "Use 4 9 10 13 to make 24."  # (10 - 4) * (13 - 9)

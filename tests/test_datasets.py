@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import shared_dataset
 from deliberate.benchmarks.datasets import TASKS, KINDS, Item, game24_correct, load, score
 from deliberate.benchmarks.math_answers import math_equal, normalize_math
 from deliberate.errors import DatasetError, UsageError
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 
 def item(gold: str, task: str = "generic") -> Item:
@@ -271,16 +271,9 @@ REAL = [("game24", "game24", 1162), ("gsm8k", "gsm8k", 1187), ("math500", "math5
         ("prontoqa", "prontoqa", 500), ("bbh", "bbh", 6511)]
 
 
-def shared(folder: str) -> Path:
-    path = SHARED / folder
-    if not path.exists():
-        pytest.skip(f"../shared/datasets not found: {path} is absent")
-    return path
-
-
 @pytest.mark.parametrize(("kind", "folder", "count"), REAL)
 def test_real_dataset_loads_whole(kind: str, folder: str, count: int) -> None:
-    items = load(kind, shared(folder))
+    items = load(kind, shared_dataset(folder))
     assert len(items) == count
     assert len({i.id for i in items}) == count  # ids are unique, so resume can rely on them
     assert {i.task for i in items} == {TASKS[kind]}  # one truth: the table the bench runs by
@@ -289,7 +282,7 @@ def test_real_dataset_loads_whole(kind: str, folder: str, count: int) -> None:
 
 
 def test_real_game24_known_solution() -> None:
-    items = {i.id: i for i in load("game24", shared("game24"))}
+    items = {i.id: i for i in load("game24", shared_dataset("game24"))}
     first = items["1"]
     assert first.question == "Use the numbers 1 1 4 6 and + - * / to make 24."
     assert score("game24", "(1 + 1) * ... ", first) is False
@@ -307,7 +300,7 @@ def test_real_gsm8k_solutions_pass_the_math_verifier() -> None:
     from deliberate.tasks.math import MathTask, subtracts_a_number_from_itself
 
     task, lines, rejected, vacuous, answers, unsupported = MathTask(), 0, 0, 0, 0, 0
-    for row in (json.loads(line) for line in (shared("gsm8k") / "train.jsonl").read_text().splitlines()):
+    for row in (json.loads(line) for line in (shared_dataset("gsm8k") / "train.jsonl").read_text().splitlines()):
         solution, gold = row["answer"].split("####")
         steps = [step.strip() for step in solution.strip().splitlines()]
         for step in steps:

@@ -10,23 +10,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
+from conftest import shared_dataset
 from deliberate.tasks import detect
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 # BIG-Bench Hard tasks whose answer is a number to compute from numbers the question gives.
 NUMERIC_BBH = {"multistep_arithmetic_two", "object_counting"}
-
-
-def shared(*parts: str) -> Path:
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"../shared/datasets not found: {path} is absent")
-    return path
 
 
 def shares(questions: list[str]) -> Counter[str]:
@@ -35,14 +26,14 @@ def shares(questions: list[str]) -> Counter[str]:
 
 @pytest.mark.parametrize("split", ["test", "train"])
 def test_gsm8k_word_problems_are_math(split: str) -> None:
-    with shared("gsm8k", f"{split}.jsonl").open(encoding="utf-8") as handle:
+    with shared_dataset("gsm8k", f"{split}.jsonl").open(encoding="utf-8") as handle:
         questions = [json.loads(line)["question"] for line in handle if line.strip()]
     found = shares(questions)
     assert found["math"] >= 0.98 * len(questions), found  # 99.3 % on both splits when written
 
 
 def test_bbh_arithmetic_is_math_and_nothing_else_in_bbh_is() -> None:
-    folder = shared("bbh", "bbh")
+    folder = shared_dataset("bbh", "bbh")
     for file in sorted(folder.glob("*.json")):
         questions = [example["input"] for example in json.loads(file.read_text(encoding="utf-8"))["examples"]]
         found = shares(questions)
@@ -56,7 +47,7 @@ def test_bbh_arithmetic_is_math_and_nothing_else_in_bbh_is() -> None:
 
 
 def test_prontoqa_true_or_false_is_generic() -> None:
-    problems = json.loads(shared("prontoqa", "345hop_random_true.json").read_text(encoding="utf-8"))
+    problems = json.loads(shared_dataset("prontoqa", "345hop_random_true.json").read_text(encoding="utf-8"))
     questions = [f"{p['test_example']['question']} {p['test_example']['query']}" for p in problems.values()]
     assert shares(questions) == {"generic": len(questions)}
 
@@ -67,7 +58,7 @@ def test_the_calculator_alone_answers_every_bbh_arithmetic_item() -> None:
     copying it into a call without a slip (README, "Arithmetic and counting")."""
     from deliberate.calculator import evaluate, format_number
 
-    file = shared("bbh", "bbh", "multistep_arithmetic_two.json")
+    file = shared_dataset("bbh", "bbh", "multistep_arithmetic_two.json")
     examples = json.loads(file.read_text(encoding="utf-8"))["examples"]
     for example in examples:
         expression = example["input"].strip().removesuffix("=")
