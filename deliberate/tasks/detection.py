@@ -67,12 +67,13 @@ def detect(question: str) -> str:
         return "game24"
     if is_arithmetic(question):
         return "math"
-    if _CHOICES.search(question) or not _GIVES_NUMBER.search(question):
+    given = _GIVES_NUMBER.findall(question)
+    if _CHOICES.search(question) or not given:
         return "generic"
     asking = asking_sentence(question)
     if _YES_NO.match(asking):
         return "generic"
-    if _QUANTITY.search(asking) or (_WHAT_IS.match(asking) and len(_GIVES_NUMBER.findall(question)) >= 2):
+    if _QUANTITY.search(asking) or (_WHAT_IS.match(asking) and len(given) >= 2):
         return "math"
     return "generic"
 
