@@ -71,8 +71,7 @@ def run(
     from deliberate import strategies as registry
     from deliberate.backends import open_backend
     from deliberate.duration import parse_duration
-    from deliberate.tasks import detect, from_options
-    from deliberate.tasks import names as task_names
+    from deliberate.tasks import checked_name, detect, from_options
 
     if not strategies or not thinks:
         raise UsageError("give at least one strategy and one thinking time")
@@ -86,8 +85,8 @@ def run(
     budgets = list(dict.fromkeys(parse_duration(t) for t in thinks))
     items = load(kind, data, start=start, limit=limit)
     solving = (settings or {}).get("task")  # --task: every item as this task, or "auto"
-    if solving and solving != "auto" and solving not in task_names():
-        raise UsageError(f"unknown task {solving!r} (tasks: auto, {', '.join(task_names())})")
+    if solving:
+        checked_name(solving)
     tasks = [item.task if not solving else detect(item.question) if solving == "auto" else solving for item in items]
     for task in dict.fromkeys(tasks):  # so does an unknown task or a bad task option
         from_options(task, (settings or {}).get("task_options"))

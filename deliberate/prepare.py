@@ -14,7 +14,7 @@ from typing import Any
 from deliberate.duration import parse_budget
 from deliberate.errors import DurationError, QuestionError, UsageError
 from deliberate.search import SearchConfig
-from deliberate.tasks import detect, from_options
+from deliberate.tasks import checked_name, detect, from_options
 from deliberate.trace import check_writable
 
 
@@ -54,8 +54,8 @@ def prepare(settings: dict[str, Any], think: float | str | None, trace: Any, res
         raise UsageError(f"mode must be 'propose' or 'sample', got {settings['mode']!r}")
     if reserve is not None and not 0.0 <= reserve < 1.0:
         raise UsageError(f"reserve must be at least 0 and below 1, got {reserve}")
-    task_name = settings["task"]
-    task_name = detect(question) if task_name in (None, "auto") else task_name
+    task_name = checked_name(settings["task"])
+    task_name = detect(question) if task_name == "auto" else task_name
     task_options = dict(settings["task_options"] or {})
     tools = True if settings.get("tools") is None else bool(settings["tools"])
     the_task = from_options(task_name, task_options, tools=tools)

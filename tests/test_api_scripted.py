@@ -100,7 +100,7 @@ def test_chat_prompts_go_through_the_backend_template(scripted):
         ({"max_nodes": 0}, UsageError, "max_nodes"),
         ({"evaluator": "gut"}, UsageError, "evaluator"),
         ({"mode": "guess"}, UsageError, "mode"),
-        ({"task": "chess"}, UnknownNameError, "chess"),
+        ({"task": "chess"}, UnknownNameError, r"^unknown task 'chess' \(tasks: auto, generic, game24, math"),
         ({"strategy": "astar"}, UnknownNameError, "astar"),
         ({"options": ["breadth"]}, UsageError, "key=value"),
     ],

@@ -113,6 +113,8 @@ def test_bad_requests_get_400_naming_the_field(url: str, fields: dict[str, Any],
     error = assert_error(chat(url, **fields), 400, param)
     if param == "model":
         assert "deliberate/bfs" in error["message"]  # the message lists what exists
+    if param == "task":
+        assert error["message"].startswith("unknown task 'poetry' (tasks: auto, generic, game24, math")
 
 
 def test_a_completion_prompt_the_task_cannot_read_is_400(url: str) -> None:

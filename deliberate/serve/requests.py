@@ -21,8 +21,7 @@ from typing import Any
 from deliberate import strategies
 from deliberate.duration import parse_duration
 from deliberate.errors import DeliberateError
-from deliberate.tasks import detect
-from deliberate.tasks import names as task_names
+from deliberate.tasks import checked_name, detect
 
 OURS = {"think", "task", "opt", "verifier"}
 # OpenAI fields that change nothing in a search; accepted so that clients need no special case.
@@ -92,9 +91,10 @@ def parse_request(body: Any, kind: str, limits: Limits) -> ThinkRequest:
     _refuse_unsupported(body)
     model = body.get("model") or MODEL
     strategy = _strategy_of(model, limits)
-    task = _get(body, "task", str) or "auto"
-    if task != "auto" and task not in task_names():
-        raise ApiError(f"unknown task {task!r} (tasks: auto, {', '.join(task_names())})", param="task")
+    try:
+        task = checked_name(_get(body, "task", str))
+    except DeliberateError as error:
+        raise ApiError(str(error), param="task") from None
     source = "messages" if kind == "chat" else "prompt"
     text, context = _chat_text(body.get("messages")) if kind == "chat" else (_prompt_text(body.get("prompt")), [])
     if task == "auto":

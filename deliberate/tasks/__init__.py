@@ -12,18 +12,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from deliberate.errors import UsageError
+from deliberate.errors import UnknownNameError, UsageError
 from deliberate.options import check_keywords
 from deliberate.plugins import TASKS
 from deliberate.tasks.base import Prompt, State, Step, Task
 from deliberate.tasks.detection import detect
 
-__all__ = ["Prompt", "State", "Step", "Task", "detect", "from_options", "make_task", "names"]
+__all__ = ["Prompt", "State", "Step", "Task", "checked_name", "detect", "from_options", "make_task", "names"]
 
 
 def names() -> list[str]:
     """Every task's name: the built-ins, then plugins'."""
     return TASKS.names()
+
+
+def checked_name(name: str | None) -> str:
+    """``name`` as ``--task`` and a request's ``task`` take it: "auto" (also for None)
+    or a task's name; anything else is a one-line error that lists them all."""
+    name = name or "auto"
+    if name != "auto" and name not in TASKS:
+        raise UnknownNameError(f"unknown task {name!r} (tasks: auto, {', '.join(names())})")
+    return name
 
 
 def make_task(name: str | Task, *, tools: bool = True, **options: Any) -> Task:
