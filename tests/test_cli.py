@@ -58,6 +58,7 @@ FAST_FAILURES = {
     "missing model": (["what?", "--think", "1s", "--model", "/nonexistent.gguf"], 1, "not found"),
     "unknown strategy": (["what?", "--think", "1s", "--strategy", "telepathy"], 2, "strategy"),
     "unknown task": (["what?", "--think", "1s", "--task", "poetry"], 2, "unknown task 'poetry' (tasks: auto, generic, game24, math)"),
+    "empty task": (["what?", "--think", "1s", "--task", ""], 2, "unknown task '' (tasks: auto,"),
     "unknown option": (["what?", "--think", "1s", "--opt", "wisdom=9"], 2, "wisdom"),
     "option without =": (["what?", "--think", "1s", "--opt", "breadth"], 2, "key=value"),
     "game24 needs four numbers": (["make 24 from 1 2", "--task", "game24", "--think", "1s"], 2, "four numbers"),

@@ -92,7 +92,7 @@ def parse_request(body: Any, kind: str, limits: Limits) -> ThinkRequest:
     model = body.get("model") or MODEL
     strategy = _strategy_of(model, limits)
     try:
-        task = checked_name(_get(body, "task", str))
+        task = checked_name(_get(body, "task", str) or None)  # "task": "" is no task given, as before
     except DeliberateError as error:
         raise ApiError(str(error), param="task") from None
     source = "messages" if kind == "chat" else "prompt"

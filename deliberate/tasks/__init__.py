@@ -28,8 +28,8 @@ def names() -> list[str]:
 
 def checked_name(name: str | None) -> str:
     """``name`` as ``--task`` and a request's ``task`` take it: "auto" (also for None)
-    or a task's name; anything else is a one-line error that lists them all."""
-    name = name or "auto"
+    or a task's name; anything else, "" too, is a one-line error that lists them all."""
+    name = "auto" if name is None else name
     if name != "auto" and name not in TASKS:
         raise UnknownNameError(f"unknown task {name!r} (tasks: auto, {', '.join(names())})")
     return name
