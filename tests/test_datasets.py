@@ -13,7 +13,6 @@ from deliberate.benchmarks.math_answers import math_equal, normalize_math
 from deliberate.errors import DatasetError, UsageError
 
 
-
 def item(gold: str, task: str = "generic") -> Item:
     return Item("1", "q", gold, task)
 

@@ -55,7 +55,7 @@ def test_prontoqa_true_or_false_is_generic() -> None:
 def test_the_calculator_alone_answers_every_bbh_arithmetic_item() -> None:
     """The ceiling for multistep_arithmetic_two, as enumeration is Game of 24's: the
     question is an expression the calculator takes as written. What the model adds is
-    copying it into a call without a slip (README, "Arithmetic and counting")."""
+    copying it into a call without a slip (README, "Arithmetic and word problems")."""
     from deliberate.calculator import evaluate, format_number
 
     file = shared_dataset("bbh", "bbh", "multistep_arithmetic_two.json")
